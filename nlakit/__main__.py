@@ -1,0 +1,5 @@
+import sys
+
+from nlakit.cli import main
+
+sys.exit(main())

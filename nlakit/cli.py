@@ -1,0 +1,332 @@
+"""`nlakit <verb>`: the command line. Each verb calls a Python function of the package.
+
+nlakit info DIR                      sidecar + validation against the tokenizer
+nlakit explain --av DIR [--ar DIR] (--vectors FILE | --model DIR --text TEXT)
+nlakit reconstruct --ar DIR --text TEXT [--text TEXT ...]
+nlakit tiny --out DIR [--arch qwen3|llama|gemma3]
+nlakit demo                          the default end-to-end run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nlakit.errors import NLAKitError
+
+# --------------------------------------------------------------------------- verbs as functions
+
+
+def info(path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = None) -> dict:
+    """The sidecar at `path` and whether it holds against its tokenizer.
+
+    Returns `{"sidecar": str, "meta": ModelMeta|DatasetMeta, "problems": [str],
+    "validated_with": str|None}`; a model directory is validated against its own
+    tokenizer, a dataset sidecar only when `tokenizer_path` is given.
+    """
+    from nlakit.meta import ModelMeta, check, read_meta, sidecar_path
+    from nlakit.models import load_tokenizer
+
+    meta = read_meta(path)
+    tok_dir = tokenizer_path
+    if tok_dir is None and isinstance(meta, ModelMeta):
+        tok_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    problems: list[str] = []
+    if tok_dir is not None:
+        problems = check(meta, load_tokenizer(tok_dir))
+    return {
+        "sidecar": str(sidecar_path(path)),
+        "meta": meta,
+        "problems": problems,
+        "validated_with": None if tok_dir is None else str(tok_dir),
+    }
+
+
+def load_vectors(path: str | os.PathLike) -> torch.Tensor:
+    """Activation vectors `[n, d]` from .npy, .safetensors, .pt or a parquet
+    `activation_vector` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise NLAKitError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        vectors = torch.from_numpy(np.load(path, allow_pickle=False))
+    elif suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        if "vectors" not in tensors and len(tensors) != 1:
+            raise NLAKitError(
+                f"{path}: expected a tensor named 'vectors' or a single tensor, "
+                f"found {sorted(tensors)}"
+            )
+        vectors = tensors.get("vectors", next(iter(tensors.values())))
+    elif suffix == ".pt":
+        vectors = torch.load(path, map_location="cpu", weights_only=True)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if "activation_vector" not in table.column_names:
+            raise NLAKitError(
+                f"{path}: no `activation_vector` column (columns: {table.column_names})"
+            )
+        column = table.column("activation_vector").combine_chunks()
+        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        vectors = torch.from_numpy(flat.reshape(len(column), -1))
+    else:
+        raise NLAKitError(
+            f"{path}: unknown vector file type {suffix!r}; use .npy, .safetensors, .pt or .parquet"
+        )
+    if not isinstance(vectors, torch.Tensor) or vectors.ndim not in (1, 2):
+        shape = list(vectors.shape) if isinstance(vectors, torch.Tensor) else type(vectors).__name__
+        raise NLAKitError(f"{path}: expected vectors of shape [n, d] or [d], found {shape}")
+    return vectors.float().reshape(-1, vectors.shape[-1])
+
+
+def explanation_rows(
+    av: str | os.PathLike,
+    ar: str | os.PathLike | None = None,
+    vectors: torch.Tensor | None = None,
+    model: str | os.PathLike | None = None,
+    text: str | None = None,
+    positions: list[int] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    **sampling,
+) -> list[dict]:
+    """Explain `vectors`, or the tokens of `text` under the target `model`; one dict per row."""
+    from nlakit.nla import NLA
+
+    nla = NLA.from_pretrained(av=av, ar=ar, device=device, dtype=dtype)
+    if (vectors is None) == (text is None):
+        raise NLAKitError("pass either vectors or a target model and a text")
+    if text is not None:
+        if model is None:
+            raise NLAKitError("--text needs --model (the target model the activations come from)")
+        rows = nla.explain_text(model, text, positions=positions, **sampling)
+        return [_row(r.position, r.token, r.explanation, r.mse_nrm, r.cos) for r in rows]
+    explanations = nla.explain(vectors, **sampling)
+    scores = nla.score(vectors, [e.text for e in explanations]) if nla.ar else None
+    return [
+        _row(
+            i,
+            None,
+            e,
+            None if scores is None else float(scores.mse_nrm[i]),
+            None if scores is None else float(scores.cos[i]),
+        )
+        for i, e in enumerate(explanations)
+    ]
+
+
+def _row(index, token, explanation, mse, cos) -> dict:
+    return {
+        "index": index,
+        "token": token,
+        "explanation": explanation.text,
+        "raw": explanation.raw,
+        "n_tokens": explanation.n_tokens,
+        "finished": explanation.finished,
+        "mse_nrm": mse,
+        "cos": cos,
+    }
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def format_table(rows: list[dict], width: int | None = None) -> str:
+    """A readable table: index, token, explanation (wrapped), mse_nrm, cos."""
+    width = width or shutil.get_terminal_size((110, 20)).columns
+    text_width = max(30, width - 38)
+    lines = [f"{'#':>4}  {'token':<12} {'explanation':<{text_width}} {'mse_nrm':>7} {'cos':>6}"]
+    lines.append("-" * min(width, text_width + 38))
+    for row in rows:
+        shown = row["explanation"] or f"[no closing tag] {row['raw']}"
+        wrapped = textwrap.wrap(" ".join(shown.split()), text_width) or [""]
+        token = "" if row["token"] is None else repr(row["token"])[:12]
+        mse = "" if row["mse_nrm"] is None else f"{row['mse_nrm']:.3f}"
+        cos = "" if row["cos"] is None else f"{row['cos']:.3f}"
+        lines.append(f"{row['index']:>4}  {token:<12} {wrapped[0]:<{text_width}} {mse:>7} {cos:>6}")
+        lines.extend(f"{'':>4}  {'':<12} {more}" for more in wrapped[1:4])
+    return "\n".join(lines)
+
+
+def write_jsonl(rows: list[dict], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_info(args) -> None:
+    from nlakit.meta import dump_meta
+
+    report = info(args.path, args.tokenizer)
+    print(f"# {report['sidecar']}")
+    print(dump_meta(report["meta"]).rstrip())
+    if report["validated_with"] is None:
+        print("\nvalidation: skipped (dataset sidecar; pass --tokenizer DIR to check it)")
+    elif report["problems"]:
+        print(f"\nvalidation against {report['validated_with']}: FAILED")
+        for problem in report["problems"]:
+            print(f"  - {problem}")
+        raise SystemExit(1)
+    else:
+        print(f"\nvalidation against {report['validated_with']}: ok")
+
+
+def _sampling(args) -> dict:
+    return dict(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+
+
+def _cmd_explain(args) -> None:
+    if (args.vectors is None) == (args.text is None):
+        raise NLAKitError("pass exactly one of --vectors FILE or --model DIR --text TEXT")
+    vectors = load_vectors(args.vectors) if args.vectors else None
+    rows = explanation_rows(
+        args.av,
+        args.ar,
+        vectors=vectors,
+        model=args.model,
+        text=args.text,
+        positions=args.positions,
+        device=args.device,
+        dtype=args.dtype,
+        **_sampling(args),
+    )
+    print(format_table(rows))
+    if args.out:
+        print(f"\nwrote {len(rows)} rows to {write_jsonl(rows, args.out)}")
+
+
+def _cmd_reconstruct(args) -> None:
+    from nlakit.nla import NLA
+
+    nla = NLA.from_pretrained(ar=args.ar, device=args.device, dtype=args.dtype)
+    pred = nla.reconstruct(args.text)
+    for text, vector in zip(args.text, pred, strict=True):
+        head = ", ".join(f"{x:.3f}" for x in vector[:6].tolist())
+        print(f"norm {vector.norm():9.3f}  [{head}, …]  ← {text[:60]!r}")
+    if args.out:
+        np.save(args.out, pred.numpy())
+        print(f"wrote {tuple(pred.shape)} predictions to {args.out}")
+
+
+def _cmd_tiny(args) -> None:
+    from nlakit.tiny import write_tiny
+
+    paths = write_tiny(args.out, arch=args.arch, layer=args.layer, seed=args.seed)
+    for name, path in paths.items():
+        print(f"{name:>6}: {path}")
+
+
+def _cmd_demo(args) -> None:
+    from nlakit.tiny import write_tiny
+
+    print(
+        "nlakit demo: the toy-world run (build → extract → teach → SFT → RL → evaluation)\n"
+        "arrives with the training stage. Until then this runs the inference plumbing on a\n"
+        "tiny random model: write a target model and an AV/AR pair, then explain and score\n"
+        "every token of a sentence. Random weights write gibberish; the path is what runs.\n"
+    )
+    paths = write_tiny(args.out, arch=args.arch)
+    rows = explanation_rows(
+        paths["av"],
+        paths["ar"],
+        model=paths["target"],
+        text=args.text,
+        max_new_tokens=24,
+        seed=0,
+    )
+    print(format_table(rows))
+    print(f"\nrun directory: {Path(args.out).resolve()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlakit", description="Natural Language Autoencoders.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("info", help="show a sidecar and validate it against the tokenizer")
+    p.add_argument("path", help="model directory, parquet table, or nla_meta.yaml")
+    p.add_argument("--tokenizer", help="tokenizer directory to validate a dataset sidecar against")
+    p.set_defaults(func=_cmd_info)
+
+    def add_runtime(p):
+        p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
+        p.add_argument("--dtype", help="bf16, fp32, fp16 (default: bf16 on GPU, fp32 on CPU)")
+
+    p = sub.add_parser("explain", help="explain activation vectors or the tokens of a text")
+    p.add_argument("--av", required=True, help="AV directory or Hub id")
+    p.add_argument("--ar", help="AR directory or Hub id (adds mse_nrm and cos)")
+    p.add_argument("--vectors", help=".npy, .safetensors, .pt or .parquet of raw activations")
+    p.add_argument("--model", help="target model directory or Hub id (with --text)")
+    p.add_argument("--text", help="text whose tokens to explain (with --model)")
+    p.add_argument("--positions", type=int, nargs="+", help="token positions (default: all)")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="also write the rows as JSONL")
+    add_runtime(p)
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("reconstruct", help="predict activations from explanation texts")
+    p.add_argument("--ar", required=True, help="AR directory or Hub id")
+    p.add_argument("--text", required=True, action="append", help="explanation (repeatable)")
+    p.add_argument("--out", help="write the predictions [n, d] as .npy")
+    add_runtime(p)
+    p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("tiny", help="write a tiny random target model and a fresh AV/AR pair")
+    p.add_argument("--out", required=True)
+    p.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "gemma3"])
+    p.add_argument("--layer", type=int, help="block index K (default: the middle block)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("demo", help="the default end-to-end run")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "gemma3"])
+    p.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NLAKitError as exc:
+        print(f"nlakit {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Putting an activation into the AV: pure functions that build `inputs_embeds`.
+
+The AV prompt contains a marker character inside `<concept>…</concept>`. The
+marker is found by its token id **and** its two neighbours' ids (from the sidecar),
+exactly once per row; its input embedding is **replaced** by the activation
+rescaled, in fp32, to L2 norm `injection_scale`. Everything else is the model's own
+embedding, built by the model's own embedding module (so Gemma's √d factor is
+applied as in its forward pass).
+
+No hooks and no module-level state: the result is an ordinary tensor passed as
+`inputs_embeds`, so it behaves the same under batching, left or right padding,
+gradient checkpointing and generation.
+
+The optional second mode (`added_at_block`) adds the vector, norm-matched to the
+residual stream, at the output of an early block, through a hook that exists only
+inside a `with` block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from nlakit import sites
+from nlakit.errors import InjectionError
+from nlakit.meta import Meta, ModelMeta, TokenMeta, resolve_scale
+
+
+def check_vectors(vectors: torch.Tensor, d_model: int, *, what: str = "vectors") -> torch.Tensor:
+    """Validate `[batch, d_model]` activation vectors: right width, finite, non-zero."""
+    if not isinstance(vectors, torch.Tensor):
+        vectors = torch.as_tensor(vectors)
+    if vectors.ndim == 1:
+        vectors = vectors.unsqueeze(0)
+    if vectors.ndim != 2 or vectors.shape[1] != d_model:
+        raise InjectionError(
+            f"{what}: expected shape [n, {d_model}] (d_model from the sidecar), got "
+            f"{list(vectors.shape)}. Were these extracted from a different model?"
+        )
+    finite = torch.isfinite(vectors).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise InjectionError(
+            f"{what}: rows {bad[:10]} contain NaN or inf. Extract in bf16/fp32 (fp16 overflows "
+            "on large residual norms) and drop those rows."
+        )
+    zero = vectors.float().norm(dim=1) == 0
+    if bool(zero.any()):
+        raise InjectionError(
+            f"{what}: rows {zero.nonzero().flatten().tolist()[:10]} are all zeros; a zero vector "
+            "has no direction to inject or score."
+        )
+    return vectors
+
+
+def rescale(vectors: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """Vectors rescaled to L2 norm `scale` along the last dim, in fp32 (None: unchanged)."""
+    v = vectors.float()
+    if scale is None:
+        return v
+    return v * (scale / v.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+def marker_mask(input_ids: torch.Tensor, tokens: TokenMeta) -> torch.Tensor:
+    """Boolean `[batch, seq]`: true where the marker sits between its recorded neighbours."""
+    is_marker = input_ids == tokens.injection_token_id
+    left_ok = torch.zeros_like(is_marker)
+    right_ok = torch.zeros_like(is_marker)
+    left_ok[:, 1:] = input_ids[:, :-1] == tokens.injection_left_neighbor_id
+    right_ok[:, :-1] = input_ids[:, 1:] == tokens.injection_right_neighbor_id
+    return is_marker & left_ok & right_ok
+
+
+def marker_positions(input_ids: torch.Tensor, tokens: TokenMeta) -> torch.Tensor:
+    """Index `[batch]` of the one verified marker in each row; errors unless exactly one."""
+    mask = marker_mask(input_ids, tokens)
+    counts = mask.sum(dim=1)
+    if not bool((counts == 1).all()):
+        bad = (counts != 1).nonzero().flatten().tolist()
+        found = counts[bad[:10]].tolist()
+        raise InjectionError(
+            f"rows {bad[:10]} contain {found} verified markers, expected exactly 1 per row. "
+            f"The marker {tokens.injection_char!r} (id {tokens.injection_token_id}) must appear "
+            f"once, between ids {tokens.injection_left_neighbor_id} and "
+            f"{tokens.injection_right_neighbor_id}; render prompts with the AV's own template "
+            "and tokenizer."
+        )
+    return mask.int().argmax(dim=1)
+
+
+def _tokens(meta: Meta) -> TokenMeta:
+    if meta.tokens is None:
+        raise InjectionError(f"{meta.source or 'sidecar'}: no `tokens` section; cannot inject.")
+    return meta.tokens
+
+
+def build_inputs_embeds(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    vectors: torch.Tensor,
+    meta: Meta,
+) -> torch.Tensor:
+    """`inputs_embeds [batch, seq, d_model]` with row i's marker replaced by `vectors[i]`.
+
+    `vectors` is `[batch, d_model]`, raw; each is rescaled in fp32 to the sidecar's
+    `injection_scale` and cast to the embedding dtype. All other positions are the
+    model's own embeddings.
+    """
+    vectors = check_vectors(vectors, meta.d_model)
+    if vectors.shape[0] != input_ids.shape[0]:
+        raise InjectionError(
+            f"got {vectors.shape[0]} vectors for {input_ids.shape[0]} prompts; pass one per row."
+        )
+    positions = marker_positions(input_ids, _tokens(meta))
+    embeds = sites.embedding(model)(input_ids)
+    scaled = rescale(vectors.to(embeds.device), _injection_scale(meta)).to(embeds.dtype)
+    at_marker = torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+    at_marker[torch.arange(input_ids.shape[0], device=input_ids.device), positions] = True
+    return torch.where(at_marker.unsqueeze(-1), scaled.unsqueeze(1), embeds)
+
+
+def _injection_scale(meta: Meta) -> float | None:
+    if isinstance(meta, ModelMeta):
+        return meta.injection_scale_value
+    return resolve_scale(meta.extraction.injection_scale, meta.d_model)
+
+
+def add_norm_matched(
+    hidden: torch.Tensor, positions: torch.Tensor, vectors: torch.Tensor, strength: float = 1.0
+) -> torch.Tensor:
+    """`hidden [batch, seq, d]` plus, at each row's position, the vector's direction
+    scaled to `strength` times the residual norm there (computed in fp32)."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    at = hidden[rows, positions].float()
+    direction = rescale(vectors.to(hidden.device), 1.0)
+    delta = direction * at.norm(dim=-1, keepdim=True) * strength
+    mask = torch.zeros(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+    mask[rows, positions] = True
+    added = hidden + delta.to(hidden.dtype).unsqueeze(1)
+    return torch.where(mask.unsqueeze(-1), added, hidden)
+
+
+@contextmanager
+def added_at_block(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    vectors: torch.Tensor,
+    meta: Meta,
+    block: int = 1,
+    strength: float = 1.0,
+) -> Iterator[None]:
+    """Inside the `with`, forwards of `model` on `input_ids` get each row's vector
+    added (norm-matched) at its marker, at the output of `block`.
+
+    Only a forward over the full prompt (sequence length equal to `input_ids`) is
+    changed; single-token decoding steps pass through untouched. The hook and the
+    tensors it closes over exist only for the duration of the block.
+    """
+    vectors = check_vectors(vectors, meta.d_model)
+    if vectors.shape[0] != input_ids.shape[0]:
+        raise InjectionError(
+            f"got {vectors.shape[0]} vectors for {input_ids.shape[0]} prompts; pass one per row."
+        )
+    sites.check_layer(model, block)
+    positions = marker_positions(input_ids, _tokens(meta))
+    seq_len = input_ids.shape[1]
+
+    def hook(_module, _args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if hidden.shape[1] != seq_len:
+            return None
+        new = add_norm_matched(hidden, positions.to(hidden.device), vectors, strength)
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    handle = sites.blocks(model)[block].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

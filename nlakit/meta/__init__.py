@@ -1,0 +1,100 @@
+"""The sidecar contract: `nla_meta.yaml` for models and `{file}.nla_meta.yaml` for datasets.
+
+A sidecar pins everything an NLA needs that is not in the weights: the marker
+character and its token ids, the prompt templates, the scales, the layer. nlakit
+reads and writes the schema of the released NLA checkpoints and datasets, so those
+load unchanged, and it asserts every recorded id against the live tokenizer before
+use (`validate`) — a drifted template otherwise injects at the wrong position
+without any error.
+
+    meta = read_meta("path/to/av")          # a model dir, a parquet file, or the yaml
+    validate(meta, tokenizer)               # raises MetaError naming file/field/expected/actual
+    meta = new_meta(tokenizer, layer=12, d_model=2048)   # for a fresh base model
+
+`schema` holds the dataclasses and file I/O, `tokens` the prompt rendering and the
+checks against a tokenizer.
+"""
+
+from nlakit.meta.schema import (
+    DATASET_SIDECAR_SUFFIX,
+    DATASET_STAGES,
+    DEFAULT_AR_TEMPLATE,
+    DEFAULT_AV_TEMPLATE,
+    INJECT_PLACEHOLDER,
+    MARKER_RANGE,
+    SIDECAR_NAME,
+    SQRT_D,
+    SUFFIX_LEN,
+    DatasetMeta,
+    ExtractionMeta,
+    Meta,
+    ModelMeta,
+    Scale,
+    TokenMeta,
+    check_pair,
+    dataset_meta_from_dict,
+    dump_meta,
+    hook_name,
+    meta_from_dict,
+    meta_to_dict,
+    model_meta_from_dict,
+    parse_scale,
+    read_meta,
+    resolve_scale,
+    sidecar_path,
+    tokens_dict,
+    with_role,
+    write_meta,
+)
+from nlakit.meta.tokens import (
+    ar_suffix_ids,
+    av_prompt_content,
+    check,
+    marker_neighbours,
+    new_meta,
+    pick_marker,
+    render_ar_prompt_ids,
+    render_av_prompt_ids,
+    validate,
+)
+
+__all__ = [
+    "DATASET_SIDECAR_SUFFIX",
+    "DATASET_STAGES",
+    "DEFAULT_AR_TEMPLATE",
+    "DEFAULT_AV_TEMPLATE",
+    "INJECT_PLACEHOLDER",
+    "MARKER_RANGE",
+    "SIDECAR_NAME",
+    "SQRT_D",
+    "SUFFIX_LEN",
+    "DatasetMeta",
+    "ExtractionMeta",
+    "Meta",
+    "ModelMeta",
+    "Scale",
+    "TokenMeta",
+    "ar_suffix_ids",
+    "av_prompt_content",
+    "check",
+    "check_pair",
+    "dataset_meta_from_dict",
+    "dump_meta",
+    "hook_name",
+    "marker_neighbours",
+    "meta_from_dict",
+    "meta_to_dict",
+    "model_meta_from_dict",
+    "new_meta",
+    "parse_scale",
+    "pick_marker",
+    "read_meta",
+    "render_ar_prompt_ids",
+    "render_av_prompt_ids",
+    "resolve_scale",
+    "sidecar_path",
+    "tokens_dict",
+    "validate",
+    "with_role",
+    "write_meta",
+]

@@ -1,0 +1,478 @@
+"""The two halves of an NLA: the verbalizer (AV) and the reconstructor (AR).
+
+- `ActivationVerbalizer`: the target model M fine-tuned to read one injected
+  activation (see `injection.py`) and write `<explanation>…</explanation>`.
+- `ActivationReconstructor`: M truncated to blocks 0..K, final norm replaced by
+  identity, LM head dropped, plus `value_head = Linear(d, d, bias=False)`
+  initialised to the identity; it reads BOS + the AR template around an
+  explanation and predicts the activation at the **last real token**.
+
+Both load from a local directory or a Hub id in the released layout (standard
+Hugging Face model directory + `nla_meta.yaml`; the AR also has
+`value_head.safetensors` and a `config.json` with K + 1 blocks) and save to it.
+The AR loads only blocks 0..K from disk, so the AR of a 70B model never
+materialises the blocks above K.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nlakit import sites
+from nlakit.errors import CheckpointError, MetaError, field_error
+from nlakit.injection import build_inputs_embeds
+from nlakit.meta import (
+    ModelMeta,
+    new_meta,
+    read_meta,
+    render_av_prompt_ids,
+    validate,
+    with_role,
+    write_meta,
+)
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+_DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+
+
+# --------------------------------------------------------------------------- loading helpers
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`None` means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`None` means bf16 on GPU and fp32 on CPU."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def local_dir(path_or_id: str | os.PathLike) -> Path:
+    """A local directory for `path_or_id`: itself, or a Hub snapshot of that repo id.
+    Checks that it holds a `config.json`."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(
+                f"{path}: no config.json; this is not a Hugging Face model directory."
+            )
+        return path
+    if path.exists() or str(path_or_id).count("/") != 1:
+        raise CheckpointError(
+            f"{path_or_id}: not a checkpoint directory (and not a Hub id of the form owner/name)."
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(path_or_id)))
+    except Exception as exc:  # offline, gated, or missing repo: say which
+        raise CheckpointError(
+            f"{path_or_id}: not a local directory, and fetching it from the Hugging Face Hub "
+            f"failed ({type(exc).__name__}: {exc}). Check the id, your network and HF_TOKEN, or "
+            "download the checkpoint and pass its directory."
+        ) from None
+
+
+def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
+    """The tokenizer saved with a checkpoint; pads with EOS when it has no pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _read_model_meta(path: Path, role: str) -> ModelMeta:
+    meta = read_meta(path)
+    if not isinstance(meta, ModelMeta):
+        raise field_error(MetaError, meta.source, "kind", "nla_model", "nla_dataset")
+    if meta.role != role:
+        other = {"av": "the verbalizer (--av)", "ar": "the reconstructor (--ar)"}[meta.role]
+        raise field_error(
+            MetaError,
+            meta.source,
+            "role",
+            repr(role),
+            repr(meta.role),
+            f"This directory holds {other}.",
+        )
+    return meta
+
+
+def _check_width(model: nn.Module, meta: ModelMeta) -> None:
+    d = sites.hidden_size(model)
+    if d != meta.d_model:
+        raise field_error(
+            MetaError,
+            meta.source,
+            "d_model",
+            f"{d} (the model's hidden size)",
+            meta.d_model,
+            "The sidecar belongs to another model.",
+        )
+
+
+# --------------------------------------------------------------------------- AV
+
+
+class ActivationVerbalizer(nn.Module):
+    """A causal LM that explains an activation injected at the marker of its prompt."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, meta: ModelMeta):
+        super().__init__()
+        _check_width(model, meta)
+        validate(meta, tokenizer)
+        if meta.av_template is None:
+            raise field_error(
+                MetaError, meta.source, "prompt_templates.av", "a template", "nothing"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.prompt_ids: list[int] = render_av_prompt_ids(
+            tokenizer, meta.av_template, meta.tokens.injection_char
+        )
+
+    @classmethod
+    def from_base(
+        cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
+    ) -> ActivationVerbalizer:
+        """Wrap a loaded base model (used as is, not copied) as a fresh AV for layer K."""
+        sites.check_layer(model, layer)
+        if meta is None:
+            name = getattr(sites.unwrap(model), "name_or_path", None)
+            meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
+        return cls(model, tokenizer, with_role(meta, "av"))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        trust_remote_code: bool = False,
+    ) -> ActivationVerbalizer:
+        """Load an AV checkpoint (local directory or Hub id) and check its sidecar."""
+        from transformers import AutoModelForCausalLM
+
+        path = local_dir(path_or_id)
+        meta = _read_model_meta(path, "av")
+        tokenizer = load_tokenizer(path, trust_remote_code)
+        dev = resolve_device(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path),
+            dtype=resolve_dtype(dtype, dev),
+            device_map=str(dev),
+            trust_remote_code=trust_remote_code,
+        )
+        return cls(model.eval(), tokenizer, meta)
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        out = Path(out_dir)
+        sites.unwrap(self.model).save_pretrained(str(out))
+        self.tokenizer.save_pretrained(str(out))
+        write_meta(self.meta, out)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return sites.embedding(self.model).weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return sites.embedding(self.model).weight.dtype
+
+    def prompt_batch(self, n: int) -> torch.Tensor:
+        """The AV prompt ids repeated for `n` rows: `[n, prompt_len]` on the model's device."""
+        ids = torch.tensor(self.prompt_ids, dtype=torch.long, device=self.device)
+        return ids.unsqueeze(0).expand(n, -1)
+
+    def inputs_embeds(self, input_ids: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """`[batch, seq, d]` embeddings with each row's marker replaced by its vector."""
+        return build_inputs_embeds(self.model, input_ids, vectors, self.meta)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        vectors: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        """The wrapped model's forward on `input_ids` with the vectors injected."""
+        embeds = self.inputs_embeds(input_ids, vectors)
+        return self.model(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+# --------------------------------------------------------------------------- AR
+
+
+def truncated_config(config: Any, n_blocks: int) -> Any:
+    """A copy of a text config with only the first `n_blocks` blocks."""
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = n_blocks
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:n_blocks]
+    return config
+
+
+def ar_layer(meta: ModelMeta, n_config_blocks: int, layer: int | None = None) -> int:
+    """The AR's block index K, given the sidecar and the blocks in `config.json`.
+
+    Released AR directories hold K + 1 blocks and record K as `ar.num_hidden_layers`
+    (some writers recorded K + 1 there; both are accepted). A full-depth checkpoint
+    with a smaller K in its sidecar is truncated to K + 1 blocks at load time.
+    """
+    if layer is not None:
+        recorded = layer
+    else:
+        recorded = meta.ar_num_hidden_layers
+        if recorded is None:
+            recorded = meta.layer_index
+        if recorded is None:
+            return n_config_blocks - 1
+        if recorded == n_config_blocks:
+            return n_config_blocks - 1
+    if not 0 <= recorded < n_config_blocks:
+        raise field_error(
+            MetaError,
+            meta.source,
+            "ar.num_hidden_layers",
+            f"a block index below the {n_config_blocks} blocks in config.json",
+            recorded,
+        )
+    return recorded
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index `[batch]` of the last real (mask = 1) token of each row, left or right padded."""
+    flipped_first = attention_mask.flip(1).int().argmax(dim=1)
+    return attention_mask.shape[1] - 1 - flipped_first
+
+
+class ActivationReconstructor(nn.Module):
+    """Blocks 0..K of M plus a d×d value head: explanation text → activation `[d]`."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        value_head: nn.Linear,
+        tokenizer: Any,
+        meta: ModelMeta,
+        final_norm_state: dict[str, torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        _check_width(backbone, meta)
+        validate(meta, tokenizer)
+        if meta.ar_template is None:
+            raise field_error(
+                MetaError, meta.source, "prompt_templates.ar", "a template", "nothing"
+            )
+        self.backbone = backbone
+        self.value_head = value_head
+        self.tokenizer = tokenizer
+        self.meta = meta
+        # The final norm is not used (the AR reads the raw block-K output) but its
+        # weights are kept so a saved AR loads as a standard causal LM.
+        self.final_norm_state = {k: v.detach().cpu() for k, v in (final_norm_state or {}).items()}
+        self.layer = sites.num_blocks(backbone) - 1
+
+    # ----------------------------------------------------------------- construction
+
+    @staticmethod
+    def _strip(backbone: nn.Module) -> dict[str, torch.Tensor]:
+        old_norm = sites.replace_final_norm(backbone, nn.Identity())
+        return {k: v.detach().clone() for k, v in old_norm.state_dict().items()}
+
+    @staticmethod
+    def identity_head(d_model: int, device=None, dtype=None) -> nn.Linear:
+        head = nn.Linear(d_model, d_model, bias=False, device=device, dtype=dtype)
+        with torch.no_grad():
+            head.weight.copy_(torch.eye(d_model, device=device, dtype=dtype))
+        return head
+
+    @classmethod
+    def from_base(
+        cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
+    ) -> ActivationReconstructor:
+        """A fresh AR from a loaded base model: copies blocks 0..K (never those above)."""
+        sites.check_layer(model, layer)
+        dec = sites.decoder(model)
+        later = sites.blocks(model)[layer + 1 :]
+        memo = {id(block): nn.Identity() for block in later}  # deepcopy skips them
+        backbone = copy.deepcopy(dec, memo)
+        layout = sites.layout_of(model)
+        setattr(backbone, layout.blocks, getattr(backbone, layout.blocks)[: layer + 1])
+        backbone.config = truncated_config(sites.text_config(dec), layer + 1)
+        norm_state = cls._strip(backbone)
+        if meta is None:
+            name = getattr(sites.unwrap(model), "name_or_path", None)
+            meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
+        weight = sites.embedding(backbone).weight
+        head = cls.identity_head(weight.shape[1], weight.device, weight.dtype)
+        return cls(backbone, head, tokenizer, with_role(meta, "ar"), norm_state)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        layer: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> ActivationReconstructor:
+        """Load an AR directory or Hub id in the released layout, reading only blocks 0..K."""
+        from transformers import AutoConfig, AutoModel
+
+        path = local_dir(path_or_id)
+        meta = _read_model_meta(path, "ar")
+        head_file = path / VALUE_HEAD_FILE
+        if not head_file.is_file():
+            raise CheckpointError(
+                f"{path}: no {VALUE_HEAD_FILE}. An AR checkpoint ships its value head beside "
+                "config.json; it cannot be derived from the backbone. Re-export the AR."
+            )
+        tokenizer = load_tokenizer(path, trust_remote_code)
+        full_config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        config = sites.text_config(full_config)
+        k = ar_layer(meta, config.num_hidden_layers, layer)
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        # A multimodal checkpoint (Gemma 3) stores the text decoder under `language_model.`.
+        key_mapping = {r"^language_model\.": ""} if config is not full_config else None
+        backbone, loading = AutoModel.from_pretrained(
+            str(path),
+            config=truncated_config(config, k + 1),
+            dtype=torch_dtype,
+            device_map=str(dev),
+            trust_remote_code=trust_remote_code,
+            key_mapping=key_mapping,
+            output_loading_info=True,
+        )
+        if loading["missing_keys"]:
+            raise CheckpointError(
+                f"{path}: the checkpoint lacks weights the AR backbone needs "
+                f"({sorted(loading['missing_keys'])[:5]} …); it is not a {config.model_type} "
+                "model with these blocks."
+            )
+        norm_state = cls._strip(backbone)
+        head_state = load_file(str(head_file))
+        weight = head_state.get("weight", next(iter(head_state.values())))
+        d = meta.d_model
+        if tuple(weight.shape) != (d, d):
+            raise CheckpointError(
+                f"{head_file}: value head weight has shape {list(weight.shape)}, expected [{d}, {d}]."
+            )
+        head = nn.Linear(d, d, bias=False, device=dev, dtype=torch_dtype)
+        with torch.no_grad():
+            head.weight.copy_(weight)
+        if meta.layer_index is None:
+            meta.layer_index = k
+        meta.ar_num_hidden_layers = k
+        return cls(backbone.eval(), head.eval(), tokenizer, meta, norm_state)
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        """Write the released layout: a causal-LM directory with K + 1 blocks, the value
+        head, the tokenizer and the sidecar. `AutoModelForCausalLM` loads it as is."""
+        from huggingface_hub import save_torch_state_dict
+        from transformers import AutoModelForCausalLM
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        config = copy.deepcopy(sites.text_config(self.backbone))
+        causal_cls = AutoModelForCausalLM._model_mapping[type(config)]
+        config.architectures = [causal_cls.__name__]
+        config.tie_word_embeddings = True  # the AR has no LM head; tying avoids storing one
+        prefix = causal_cls.base_model_prefix
+        norm_name = sites.layout_of(self.backbone).norm
+        state = {f"{prefix}.{k}": v for k, v in self.backbone.state_dict().items()}
+        state.update({f"{prefix}.{norm_name}.{k}": v for k, v in self.final_norm_state.items()})
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        save_torch_state_dict(state, str(out))
+        config.save_pretrained(str(out))
+        save_file(
+            {"weight": self.value_head.weight.detach().contiguous().cpu()},
+            str(out / VALUE_HEAD_FILE),
+            metadata={"format": "pt"},
+        )
+        self.tokenizer.save_pretrained(str(out))
+        write_meta(self.meta, out)
+        return out
+
+    # ----------------------------------------------------------------- use
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.value_head.weight.dtype
+
+    def tokenize(self, explanations: list[str]) -> dict[str, torch.Tensor]:
+        """Right-padded AR prompts for `explanations`: `input_ids`, `attention_mask` `[n, seq]`."""
+        texts = [self.meta.ar_template.format(explanation=e) for e in explanations]
+        enc = self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            padding=True,
+            return_tensors="pt",
+            padding_side="right",
+        )
+        suffix = self.meta.tokens.critic_suffix_ids
+        if suffix:
+            last = enc["input_ids"][
+                torch.arange(len(texts)), last_token_index(enc["attention_mask"])
+            ]
+            bad = (last != suffix[-1]).nonzero().flatten().tolist()
+            if bad:
+                raise MetaError(
+                    f"AR prompts for rows {bad[:10]} do not end in the template suffix "
+                    f"(last id {suffix[-1]}); an explanation containing the AR template's closing "
+                    "text, or a tokenizer change, shifts the readout position."
+                )
+        return {
+            k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")
+        }
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Predicted activations `[batch, d]` (raw, in the model dtype) read at the last real token."""
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return self.value_head(hidden[rows, last_token_index(attention_mask)])
+
+    @torch.no_grad()
+    def reconstruct(self, explanations: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Predicted activations `[n, d]` in fp32 on the CPU, batched."""
+        outputs = []
+        for start in range(0, len(explanations), batch_size):
+            enc = self.tokenize(explanations[start : start + batch_size])
+            outputs.append(self(**enc).float().cpu())
+        if not outputs:
+            return torch.empty(0, self.meta.d_model)
+        return torch.cat(outputs)
