@@ -44,9 +44,14 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = Qwen3Config(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-        num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=4,
-        head_dim=args.hidden // 8, tie_word_embeddings=False,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=3 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=args.hidden // 8,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).to(device, dtype).eval()
@@ -66,8 +71,10 @@ def main() -> None:
             times["early exit"].append(timed(early, device))
             times["full forward"].append(timed(full, device))
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"model: Qwen3-style, {args.layers} blocks, d={args.hidden}, vocab={args.vocab}, "
-          f"{dtype}, {device}; input {args.batch}x{args.seq}; K={layer}")
+    print(
+        f"model: Qwen3-style, {args.layers} blocks, d={args.hidden}, vocab={args.vocab}, "
+        f"{dtype}, {device}; input {args.batch}x{args.seq}; K={layer}"
+    )
     for name, t in med.items():
         print(f"  {name:<13} {t * 1e3:9.1f} ms (median of {args.repeats})")
     print(f"speed-up of early exit at K=L/2: {med['full forward'] / med['early exit']:.2f}x")

@@ -57,8 +57,10 @@ def main() -> None:
     t_sequential = time.perf_counter() - start
 
     same = sum(a.token_ids == b.token_ids for a, b in zip(batched, sequential, strict=True))
-    print(f"AV: Qwen3-style, {args.layers} blocks, d={args.hidden}, vocab={len(tokenizer)}, "
-          f"{dtype}, {device}; {args.n} explanations x {args.tokens} tokens, greedy")
+    print(
+        f"AV: Qwen3-style, {args.layers} blocks, d={args.hidden}, vocab={len(tokenizer)}, "
+        f"{dtype}, {device}; {args.n} explanations x {args.tokens} tokens, greedy"
+    )
     print(f"  batched     {t_batched:8.2f} s")
     print(f"  sequential  {t_sequential:8.2f} s  ({same}/{args.n} outputs identical)")
     print(f"speed-up of batched generation: {t_sequential / t_batched:.1f}x")

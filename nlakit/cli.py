@@ -200,6 +200,7 @@ def _sampling(args) -> dict:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
+        progress=True,
     )
 
 
@@ -277,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_runtime(p):
         p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
-        p.add_argument("--dtype", help="bf16, fp32, fp16 (default: bf16 on GPU, fp32 on CPU)")
+        p.add_argument(
+            "--dtype",
+            choices=["bf16", "fp32", "fp16", "bfloat16", "float32", "float16"],
+            help="default: bf16 on GPU, fp32 on CPU",
+        )
 
     p = sub.add_parser("explain", help="explain activation vectors or the tokens of a text")
     p.add_argument("--av", required=True, help="AV directory or Hub id")

@@ -97,17 +97,17 @@ def _tokens(meta: Meta) -> TokenMeta:
     return meta.tokens
 
 
-def build_inputs_embeds(
-    model: nn.Module,
+def inject_activations(
     input_ids: torch.Tensor,
+    embeds: torch.Tensor,
     vectors: torch.Tensor,
     meta: Meta,
 ) -> torch.Tensor:
-    """`inputs_embeds [batch, seq, d_model]` with row i's marker replaced by `vectors[i]`.
+    """`embeds [batch, seq, d]` with row i's verified marker replaced by `vectors[i]`.
 
-    `vectors` is `[batch, d_model]`, raw; each is rescaled in fp32 to the sidecar's
-    `injection_scale` and cast to the embedding dtype. All other positions are the
-    model's own embeddings.
+    A pure function: `vectors [batch, d_model]` are raw; each is rescaled in fp32
+    to the sidecar's `injection_scale` and cast to the embedding dtype. Nothing is
+    modified in place.
     """
     vectors = check_vectors(vectors, meta.d_model)
     if vectors.shape[0] != input_ids.shape[0]:
@@ -115,11 +115,23 @@ def build_inputs_embeds(
             f"got {vectors.shape[0]} vectors for {input_ids.shape[0]} prompts; pass one per row."
         )
     positions = marker_positions(input_ids, _tokens(meta))
-    embeds = sites.embedding(model)(input_ids)
     scaled = rescale(vectors.to(embeds.device), _injection_scale(meta)).to(embeds.dtype)
-    at_marker = torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
-    at_marker[torch.arange(input_ids.shape[0], device=input_ids.device), positions] = True
+    at_marker = torch.zeros(input_ids.shape, dtype=torch.bool, device=embeds.device)
+    at_marker[
+        torch.arange(input_ids.shape[0], device=embeds.device), positions.to(embeds.device)
+    ] = True
     return torch.where(at_marker.unsqueeze(-1), scaled.unsqueeze(1), embeds)
+
+
+def build_inputs_embeds(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    vectors: torch.Tensor,
+    meta: Meta,
+) -> torch.Tensor:
+    """`inputs_embeds [batch, seq, d_model]` for `model`: its own embeddings (built by its
+    embedding module, as its forward would) with each row's marker replaced by its vector."""
+    return inject_activations(input_ids, sites.embedding(model)(input_ids), vectors, meta)
 
 
 def _injection_scale(meta: Meta) -> float | None:

@@ -123,7 +123,8 @@ def _read_model_meta(path: Path, role: str) -> ModelMeta:
     return meta
 
 
-def _check_width(model: nn.Module, meta: ModelMeta) -> None:
+def _check_contract(model: nn.Module, tokenizer: Any, meta: ModelMeta, template: str) -> None:
+    """The sidecar fits the model's width and the tokenizer, and has the needed template."""
     d = sites.hidden_size(model)
     if d != meta.d_model:
         raise field_error(
@@ -134,6 +135,56 @@ def _check_width(model: nn.Module, meta: ModelMeta) -> None:
             meta.d_model,
             "The sidecar belongs to another model.",
         )
+    validate(meta, tokenizer)
+    if getattr(meta, f"{template}_template") is None:
+        raise field_error(
+            MetaError, meta.source, f"prompt_templates.{template}", "a template", "nothing"
+        )
+
+
+def _base_meta(
+    model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None, role: str
+) -> ModelMeta:
+    """The sidecar for a model made from a base model at block `layer`: a fresh one
+    unless given, and then it must agree on the layer."""
+    sites.check_layer(model, layer)
+    if meta is None:
+        name = getattr(sites.unwrap(model), "name_or_path", None)
+        meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
+    elif meta.layer not in (None, layer):
+        raise field_error(
+            MetaError,
+            meta.source,
+            "extraction.layer_index",
+            layer,
+            meta.layer,
+            "The sidecar was made for another layer.",
+        )
+    meta = with_role(meta, role)
+    meta.layer_index = layer
+    if role == "ar":
+        meta.ar_num_hidden_layers = layer
+    return meta
+
+
+def load_causal_lm(
+    path_or_id: str | os.PathLike,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+):
+    """A causal LM and its tokenizer (local directory or Hub id), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    path = local_dir(path_or_id)
+    dev = resolve_device(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path),
+        dtype=resolve_dtype(dtype, dev),
+        device_map=str(dev),
+        trust_remote_code=trust_remote_code,
+    )
+    return model.eval(), load_tokenizer(path, trust_remote_code)
 
 
 # --------------------------------------------------------------------------- AV
@@ -144,12 +195,7 @@ class ActivationVerbalizer(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer: Any, meta: ModelMeta):
         super().__init__()
-        _check_width(model, meta)
-        validate(meta, tokenizer)
-        if meta.av_template is None:
-            raise field_error(
-                MetaError, meta.source, "prompt_templates.av", "a template", "nothing"
-            )
+        _check_contract(model, tokenizer, meta, "av")
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
@@ -162,11 +208,7 @@ class ActivationVerbalizer(nn.Module):
         cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
     ) -> ActivationVerbalizer:
         """Wrap a loaded base model (used as is, not copied) as a fresh AV for layer K."""
-        sites.check_layer(model, layer)
-        if meta is None:
-            name = getattr(sites.unwrap(model), "name_or_path", None)
-            meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
-        return cls(model, tokenizer, with_role(meta, "av"))
+        return cls(model, tokenizer, _base_meta(model, tokenizer, layer, meta, "av"))
 
     @classmethod
     def from_pretrained(
@@ -177,19 +219,10 @@ class ActivationVerbalizer(nn.Module):
         trust_remote_code: bool = False,
     ) -> ActivationVerbalizer:
         """Load an AV checkpoint (local directory or Hub id) and check its sidecar."""
-        from transformers import AutoModelForCausalLM
-
         path = local_dir(path_or_id)
         meta = _read_model_meta(path, "av")
-        tokenizer = load_tokenizer(path, trust_remote_code)
-        dev = resolve_device(device)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path),
-            dtype=resolve_dtype(dtype, dev),
-            device_map=str(dev),
-            trust_remote_code=trust_remote_code,
-        )
-        return cls(model.eval(), tokenizer, meta)
+        model, tokenizer = load_causal_lm(path, device, dtype, trust_remote_code)
+        return cls(model, tokenizer, meta)
 
     def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
         out = Path(out_dir)
@@ -248,14 +281,14 @@ def ar_layer(meta: ModelMeta, n_config_blocks: int, layer: int | None = None) ->
     """
     if layer is not None:
         recorded = layer
-    else:
+    elif meta.ar_num_hidden_layers is not None:
         recorded = meta.ar_num_hidden_layers
-        if recorded is None:
-            recorded = meta.layer_index
-        if recorded is None:
+        if recorded == n_config_blocks:  # the block count K + 1 was recorded
             return n_config_blocks - 1
-        if recorded == n_config_blocks:
-            return n_config_blocks - 1
+    elif meta.layer_index is not None:
+        recorded = meta.layer_index
+    else:
+        return n_config_blocks - 1
     if not 0 <= recorded < n_config_blocks:
         raise field_error(
             MetaError,
@@ -285,12 +318,7 @@ class ActivationReconstructor(nn.Module):
         final_norm_state: dict[str, torch.Tensor] | None = None,
     ):
         super().__init__()
-        _check_width(backbone, meta)
-        validate(meta, tokenizer)
-        if meta.ar_template is None:
-            raise field_error(
-                MetaError, meta.source, "prompt_templates.ar", "a template", "nothing"
-            )
+        _check_contract(backbone, tokenizer, meta, "ar")
         self.backbone = backbone
         self.value_head = value_head
         self.tokenizer = tokenizer
@@ -319,7 +347,7 @@ class ActivationReconstructor(nn.Module):
         cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
     ) -> ActivationReconstructor:
         """A fresh AR from a loaded base model: copies blocks 0..K (never those above)."""
-        sites.check_layer(model, layer)
+        meta = _base_meta(model, tokenizer, layer, meta, "ar")
         dec = sites.decoder(model)
         later = sites.blocks(model)[layer + 1 :]
         memo = {id(block): nn.Identity() for block in later}  # deepcopy skips them
@@ -328,12 +356,9 @@ class ActivationReconstructor(nn.Module):
         setattr(backbone, layout.blocks, getattr(backbone, layout.blocks)[: layer + 1])
         backbone.config = truncated_config(sites.text_config(dec), layer + 1)
         norm_state = cls._strip(backbone)
-        if meta is None:
-            name = getattr(sites.unwrap(model), "name_or_path", None)
-            meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
         weight = sites.embedding(backbone).weight
         head = cls.identity_head(weight.shape[1], weight.device, weight.dtype)
-        return cls(backbone, head, tokenizer, with_role(meta, "ar"), norm_state)
+        return cls(backbone, head, tokenizer, meta, norm_state)
 
     @classmethod
     def from_pretrained(
@@ -468,11 +493,14 @@ class ActivationReconstructor(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, explanations: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Predicted activations `[n, d]` in fp32 on the CPU, batched."""
-        outputs = []
-        for start in range(0, len(explanations), batch_size):
-            enc = self.tokenize(explanations[start : start + batch_size])
-            outputs.append(self(**enc).float().cpu())
-        if not outputs:
-            return torch.empty(0, self.meta.d_model)
-        return torch.cat(outputs)
+        """Predicted activations `[n, d]` in fp32 on the CPU, in the input order.
+
+        Texts are batched by length so that little compute goes to padding.
+        """
+        order = sorted(range(len(explanations)), key=lambda i: len(explanations[i]))
+        out = torch.empty(len(explanations), self.meta.d_model)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            enc = self.tokenize([explanations[i] for i in rows])
+            out[rows] = self(**enc).float().cpu()
+        return out

@@ -23,10 +23,7 @@ from nlakit.metrics import cosine, mse_nrm
 from nlakit.models import (
     ActivationReconstructor,
     ActivationVerbalizer,
-    load_tokenizer,
-    local_dir,
-    resolve_device,
-    resolve_dtype,
+    load_causal_lm,
 )
 
 
@@ -173,7 +170,7 @@ class NLA:
         """
         av = self._need("av")
         if isinstance(target_model, str | os.PathLike):
-            target_model, tokenizer = load_target(target_model, device=av.device, dtype=av.dtype)
+            target_model, tokenizer = load_causal_lm(target_model, av.device, av.dtype)
         if tokenizer is None:
             raise NLAKitError("pass the target model's tokenizer with `tokenizer=`")
         layer = self.layer if layer is None else layer
@@ -211,23 +208,3 @@ class NLA:
                 )
             )
         return rows
-
-
-def load_target(
-    path_or_id: str | os.PathLike,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    trust_remote_code: bool = False,
-):
-    """Load a target model and its tokenizer (local directory or Hub id), in eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    path = local_dir(path_or_id)
-    dev = resolve_device(device)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path),
-        dtype=resolve_dtype(dtype, dev),
-        device_map=str(dev),
-        trust_remote_code=trust_remote_code,
-    )
-    return model.eval(), load_tokenizer(path, trust_remote_code)

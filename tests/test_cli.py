@@ -166,3 +166,25 @@ def test_table_wraps_long_explanations():
     table = format_table([row], width=80)
     assert "0.500" in table and "0.750" in table and len(table.splitlines()) > 3
     assert max(map(len, table.splitlines())) <= 80
+
+
+def test_info_on_a_dataset_sidecar(capsys, tiny_dirs, tmp_path):
+    from nlakit import meta as M
+
+    model_meta = M.read_meta(tiny_dirs["av"])
+    table = tmp_path / "eval.parquet"
+    extraction = M.ExtractionMeta(base_model="tiny", d_model=64, layer_index=2)
+    M.write_meta(
+        M.DatasetMeta(
+            stage="eval",
+            row_count=0,
+            extraction=extraction,
+            tokens=model_meta.tokens,
+            av_template=model_meta.av_template,
+        ),
+        table,
+    )
+    code, out, _ = run(capsys, "info", table)
+    assert code == 0 and "validation: skipped" in out and "kind: nla_dataset" in out
+    code, out, _ = run(capsys, "info", table, "--tokenizer", tiny_dirs["av"])
+    assert code == 0 and ": ok" in out

@@ -9,6 +9,7 @@ from nlakit.injection import (
     added_at_block,
     build_inputs_embeds,
     check_vectors,
+    inject_activations,
     marker_positions,
     rescale,
 )
@@ -208,3 +209,15 @@ def test_added_at_block_hook_lives_only_inside_the_context(tokenizer, meta, make
     expected[torch.arange(2), pos] = True
     assert torch.equal(changed, expected)
     assert not sites.blocks(model)[1]._forward_hooks
+
+
+def test_inject_activations_is_pure(tokenizer, meta):
+    ids = torch.tensor([prompt(tokenizer, meta)] * 2)
+    embeds = torch.randn(*ids.shape, 64)
+    before = embeds.clone()
+    vectors = torch.randn(2, 64)
+    out = inject_activations(ids, embeds, vectors, meta)
+    assert torch.equal(embeds, before)
+    assert torch.equal(inject_activations(ids, embeds, vectors, meta), out)
+    pos = marker_positions(ids, meta.tokens)
+    assert torch.equal(out[torch.arange(2), pos], rescale(vectors, 8.0))

@@ -298,3 +298,19 @@ def test_pair_that_disagrees_is_refused(tokenizer, make_model):
     ar_wide = ActivationReconstructor.from_base(wide, tokenizer, 1)
     with pytest.raises(MetaError, match="d_model"):
         NLA(av, ar_wide)
+
+
+def test_reconstruct_keeps_input_order_when_batching_by_length(tokenizer, make_model):
+    ar = ActivationReconstructor.from_base(make_model("qwen3"), tokenizer, 1)
+    texts = ["a much longer explanation about a recipe " * 3, "short", "", "medium length text"]
+    together = ar.reconstruct(texts, batch_size=2)
+    for i, text in enumerate(texts):
+        assert close(together[i], ar.reconstruct([text])[0], atol=1e-4)
+
+
+def test_from_base_with_a_sidecar_for_another_layer(tokenizer, make_model):
+    model = make_model("qwen3")
+    meta = M.new_meta(tokenizer, layer=1, d_model=64)
+    with pytest.raises(MetaError, match="layer_index"):
+        ActivationReconstructor.from_base(model, tokenizer, 2, meta=meta)
+    assert ActivationVerbalizer.from_base(model, tokenizer, 1, meta=meta).meta.layer == 1

@@ -5,7 +5,7 @@ from conftest import DEVICE, DTYPE, close
 from nlakit import NLA
 from nlakit.errors import InjectionError, NLAKitError
 from nlakit.metrics import cosine, mse_nrm
-from nlakit.nla import load_target
+from nlakit.models import load_causal_lm as load_target
 
 
 @pytest.fixture(scope="module")
