@@ -246,25 +246,9 @@ def _cmd_tiny(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from nlakit.tiny import write_tiny
+    from nlakit.demo import run_demo
 
-    print(
-        "nlakit demo: the toy-world run (build → extract → teach → SFT → RL → evaluation)\n"
-        "arrives with the training stage. Until then this runs the inference plumbing on a\n"
-        "tiny random model: write a target model and an AV/AR pair, then explain and score\n"
-        "every token of a sentence. Random weights write gibberish; the path is what runs.\n"
-    )
-    paths = write_tiny(args.out, arch=args.arch)
-    rows = explanation_rows(
-        paths["av"],
-        paths["ar"],
-        model=paths["target"],
-        text=args.text,
-        max_new_tokens=24,
-        seed=0,
-    )
-    print(format_table(rows))
-    print(f"\nrun directory: {Path(args.out).resolve()}")
+    run_demo(args.out, size=args.size, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,10 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_tiny)
 
-    p = sub.add_parser("demo", help="the default end-to-end run")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "gemma3"])
-    p.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
+    from nlakit.toyworld.cli import register as register_toyworld
+
+    register_toyworld(sub)
+
+    p = sub.add_parser("demo", help="the default end-to-end run on the toy world (offline)")
+    p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--size", default="demo", choices=["small", "demo"], help="toy world size")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -328,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except NLAKitError as exc:
-        print(f"nlakit {args.verb}: error: {exc}", file=sys.stderr)
+        verb = " ".join(v for v in (args.verb, getattr(args, "toyworld_verb", None)) if v)
+        print(f"nlakit {verb}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

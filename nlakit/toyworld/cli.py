@@ -1,0 +1,126 @@
+"""`nlakit toyworld build | probe | sample`."""
+
+from __future__ import annotations
+
+import random
+
+from nlakit.config import add_config_args, config_from_args
+from nlakit.toyworld.lm import LMConfig
+
+
+def _cmd_build(args) -> None:
+    from nlakit.toyworld.build import WorldConfig, build_world, world_config
+
+    fields = (set(WorldConfig.__dataclass_fields__) | set(LMConfig.__dataclass_fields__)) - {
+        "size",
+        "seed",
+        "lm",
+    }
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    record = build_world(args.out, world_config(args.size, args.seed, **overrides))
+    s, loss = record["sizes"], record["losses"]
+    state = (
+        "cached, built earlier"
+        if record["cached"]
+        else f"built in {record['timings_s']['total']:.0f} s"
+    )
+    print(f"toy world at {args.out} ({state}; settings hash {record['settings_hash']})")
+    print(
+        f"  corpus      {s['documents']} documents ({s['train_documents']} train, "
+        f"{s['eval_documents']} held out), {s['train_tokens']} training tokens"
+    )
+    print(f"  vocabulary  {s['vocab_size']} tokens (byte-level BPE)")
+    print(
+        f"  model       {s['parameters']:,} parameters, {s['num_layers']} blocks, d={s['d_model']}, "
+        f"default layer {record['default_layer']}"
+    )
+    print(
+        f"  LM loss     {loss['final']:.3f} nats/token held out  vs  unigram baseline "
+        f"{loss['unigram']:.3f}  (initial {loss['initial']:.3f})"
+    )
+
+
+def _cmd_probe(args) -> None:
+    from nlakit.toyworld.probe import ProbeConfig, probe_world
+
+    results = probe_world(args.world, config_from_args(ProbeConfig, args))
+    print(
+        f"linear probes at layer {results['layer']} ({results['hook']}): "
+        f"{results['n_train']} train / {results['n_test']} held-out positions"
+    )
+    for name in (
+        "genre",
+        "topic",
+        "structure",
+        "section",
+        "role",
+        "after_number",
+        "end_of_line",
+        "in_quote",
+    ):
+        print(
+            f"  {name + '_acc':<17} {results[name + '_acc']:.3f}   "
+            f"(majority {results[name + '_majority']:.3f}, {results[name + '_classes']} classes)"
+        )
+    print(f"wrote {args.world}/probe.json")
+
+
+def format_sample(doc, position: int, explanation: str, record, tokenizer) -> str:
+    """A document with the explained token bracketed, the explanation and the record."""
+    enc = tokenizer(doc.text, add_special_tokens=True, return_offsets_mapping=True)
+    start, end = enc["offset_mapping"][position]
+    shown = doc.text[:start] + "⟦" + doc.text[start:end] + "⟧" + doc.text[end:]
+    latents = (
+        f"genre={record.genre} topic={record.topic} entity={record.entity} "
+        f"tone={record.tone} section={record.section} role={record.role} "
+        f"next={record.next_kind}"
+    )
+    rule = "─" * 72
+    return (
+        f"{rule}\ndoc {doc.doc_id} · position {position}\n{shown.rstrip()}\n\n"
+        f"oracle explanation:\n{explanation}\n\nlatent record: {latents}"
+    )
+
+
+def _cmd_sample(args) -> None:
+    from nlakit.toyworld.world import World
+
+    world = World(args.world)
+    oracle = world.oracle()
+    rng = random.Random(args.seed)
+    docs = world.documents()
+    for doc in rng.sample(docs, min(args.n, len(docs))):
+        records = oracle.records(doc)
+        valid = [i for i, r in enumerate(records) if r is not None and i >= world.min_pos]
+        position = rng.choice(valid or [i for i, r in enumerate(records) if r is not None])
+        explanation, record = oracle.explain(doc, position)
+        print(format_sample(doc, position, explanation, record, oracle.tokenizer))
+    print("─" * 72)
+
+
+def register(sub) -> None:
+    """Add `toyworld` and its verbs to the `nlakit` parser."""
+    from nlakit.toyworld.build import WorldConfig
+    from nlakit.toyworld.probe import ProbeConfig
+
+    top = sub.add_parser("toyworld", help="the offline ground-truth world (corpus, LM, oracle)")
+    verbs = top.add_subparsers(dest="toyworld_verb", required=True)
+
+    p = verbs.add_parser("build", help="generate the corpus, train the tokenizer and the LM")
+    p.add_argument("--out", required=True, help="directory to write the world to")
+    p.add_argument("--size", default="demo", choices=["small", "demo"])
+    p.add_argument("--seed", type=int, default=0)
+    add_config_args(p, WorldConfig, skip=("size", "seed", "lm"))
+    add_config_args(p, LMConfig)
+    p.set_defaults(func=_cmd_build)
+
+    p = verbs.add_parser("probe", help="linear probes for the latents on layer-K activations")
+    p.add_argument("--world", required=True)
+    add_config_args(p, ProbeConfig)
+    p.set_defaults(func=_cmd_probe)
+
+    p = verbs.add_parser("sample", help="print documents with an oracle explanation")
+    p.add_argument("--world", required=True)
+    p.add_argument("-n", type=int, default=5, help="how many documents")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)

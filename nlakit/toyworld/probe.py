@@ -1,0 +1,129 @@
+"""Linear probes: which latents are linearly readable from layer-K activations.
+
+    nlakit toyworld probe --world worlds/demo [--layer K]
+
+Activations of held-out documents are extracted at block K (early exit), one row
+per token position (from `min_pos`, special tokens excluded); documents are split
+70/30 into probe-train and probe-test; one multinomial logistic regression per
+label is fitted on standardised features and scored on the held-out documents.
+`probe.json` holds the accuracies (`genre_acc`, `structure_acc` = what kind of
+token must come next, `topic_acc`, `role_acc`, …) beside each label's majority
+baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from nlakit import sites
+from nlakit.toyworld.lm import pad_batch
+from nlakit.toyworld.world import World
+
+LABELS = {  # probe name -> record field (or a function of the record)
+    "genre": lambda r: r.genre,
+    "topic": lambda r: f"{r.genre}/{r.topic}",
+    "structure": lambda r: r.next_kind,
+    "section": lambda r: r.section,
+    "role": lambda r: r.role,
+    "after_number": lambda r: r.after_number,
+    "end_of_line": lambda r: r.end_of_line,
+    "in_quote": lambda r: r.in_quote or r.in_code_string,
+}
+SPECIAL_ROLES = ("speaker_tag", "end_marker")
+
+
+@dataclass
+class ProbeConfig:
+    layer: int | None = None  # block index K (default: the world's default layer)
+    max_docs: int = 400  # documents used (held-out first, then training documents)
+    steps: int = 100  # L-BFGS iterations per probe
+    weight_decay: float = 1e-3  # L2 penalty on the probe weights
+    test_fraction: float = 0.3  # share of documents whose positions are held out
+
+
+def _is_test(doc_id: int, fraction: float) -> bool:
+    h = hashlib.sha256(f"probe:{doc_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+@torch.no_grad()
+def collect(world: World, layer: int, max_docs: int, progress: bool = True):
+    """Activations `[n, d]`, the per-row records, and whether each row is a test row."""
+    docs = world.documents("eval")
+    if len(docs) < max_docs:
+        docs += world.documents("train", limit=max_docs - len(docs))
+    docs = docs[:max_docs]
+    tokenizer, model, oracle = world.tokenizer(), world.model(), world.oracle()
+    rows, records, doc_ids = [], [], []
+    for start in tqdm(range(0, len(docs), 32), desc="activations", disable=not progress):
+        batch = docs[start : start + 32]
+        encoded = [tokenizer(d.text, add_special_tokens=True)["input_ids"] for d in batch]
+        ids, mask = pad_batch(encoded, tokenizer.pad_token_id)
+        hidden = sites.extract_layer(model, ids, mask, layer).float()
+        for i, doc in enumerate(batch):
+            for pos, record in enumerate(oracle.records(doc)):
+                if pos < world.min_pos or record is None or record.role in SPECIAL_ROLES:
+                    continue
+                rows.append(hidden[i, pos])
+                records.append(record)
+                doc_ids.append(doc.doc_id)
+    return torch.stack(rows), records, doc_ids
+
+
+def fit_probe(
+    x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, steps: int, weight_decay: float
+) -> torch.nn.Linear:
+    """Multinomial logistic regression fitted with L-BFGS (deterministic)."""
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(x_train.shape[1], n_classes)
+    optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(probe(x_train), y_train)
+        loss = loss + weight_decay * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return probe
+
+
+def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = True) -> dict:
+    """Fit every probe; write and return `probe.json`'s contents."""
+    config = config or ProbeConfig()
+    world = World(world_dir)
+    layer = world.default_layer if config.layer is None else config.layer
+    start = time.perf_counter()
+    x, records, doc_ids = collect(world, layer, config.max_docs, progress)
+    test = torch.tensor([_is_test(d, config.test_fraction) for d in doc_ids])
+    mean, std = x[~test].mean(0), x[~test].std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    results: dict = {
+        "layer": layer,
+        "hook": f"blocks.{layer}.hook_resid_post",
+        "n_train": int((~test).sum()),
+        "n_test": int(test.sum()),
+        "n_docs": len(set(doc_ids)),
+    }
+    for name, get in LABELS.items():
+        values = [get(r) for r in records]
+        classes = sorted(set(values), key=str)
+        y = torch.tensor([classes.index(v) for v in values])
+        probe = fit_probe(x[~test], y[~test], len(classes), config.steps, config.weight_decay)
+        with torch.no_grad():
+            accuracy = (probe(x[test]).argmax(-1) == y[test]).float().mean()
+        majority = torch.bincount(y[~test], minlength=len(classes)).argmax()
+        results[f"{name}_acc"] = round(float(accuracy), 4)
+        results[f"{name}_majority"] = round(float((y[test] == majority).float().mean()), 4)
+        results[f"{name}_classes"] = len(classes)
+    results["config"] = asdict(config)
+    results["seconds"] = round(time.perf_counter() - start, 2)
+    (world.path / "probe.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,81 @@
+"""A built toy world on disk: its corpus, tokenizer, model and oracle.
+
+world = World("worlds/demo")
+docs = world.documents("eval")
+text, record = world.oracle().explain(docs[0], position=12)
+model = world.model()          # a plain AutoModelForCausalLM
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nlakit.errors import NLAKitError
+from nlakit.toyworld.documents import Document
+from nlakit.toyworld.oracle import Oracle
+
+
+class World:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        record = self.path / "build.json"
+        if not record.is_file():
+            raise NLAKitError(
+                f"{self.path}: not a toy world (no build.json). Build one with "
+                f"`nlakit toyworld build --out {self.path}`."
+            )
+        self.record = json.loads(record.read_text())
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["config"]["seed"])
+
+    @property
+    def default_layer(self) -> int:
+        return int(self.record["default_layer"])
+
+    @property
+    def min_pos(self) -> int:
+        return int(self.record["min_pos"])
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / "tokenizer"
+
+    @cached_property
+    def table(self):
+        return pq.read_table(self.path / "corpus.parquet")
+
+    def documents(self, split: str | None = None, limit: int | None = None) -> list[Document]:
+        """Documents of the corpus (optionally only one split), in doc_id order."""
+        table = self.table
+        if split is not None:
+            table = table.filter(pc.equal(table["split"], split))
+        if limit is not None:
+            table = table.slice(0, limit)
+        return [Document.from_row(r) for r in table.to_pylist()]
+
+    def tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.tokenizer_dir))
+
+    def model(self, device: str = "cpu", dtype=None):
+        from transformers import AutoModelForCausalLM
+
+        return (
+            AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype).to(device).eval()
+        )
+
+    def oracle(self) -> Oracle:
+        return Oracle(self.tokenizer(), seed=self.seed)
