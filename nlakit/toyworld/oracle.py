@@ -22,18 +22,18 @@ from nlakit.toyworld.labels import CONTINUATIONS, GENRE_NAMES, ROLES, SECTIONS, 
 _GENRE_LINES = {
     "chat": (
         "{G}: the user asks the assistant about {T}, mentioning {E}.",
-        "{G}: a {tone} exchange about {T} and {E}.",
+        "{G}: {a_tone} exchange about {T} and {E}.",
     ),
-    "recipe": ("{G}: a {tone} recipe for {E} {T}.", "{G}: how to make {E} {T}."),
+    "recipe": ("{G}: {a_tone} recipe for {E} {T}.", "{G}: how to make {E} {T}."),
     "sports": ("{G}: a {T} match won by {E}.", "{G}: {E} in a {T} game, {tone} in tone."),
     "weather": ("{G}: {T} weather for {E}.", "{G}: the outlook for {E}, mostly {T}."),
     "code": ("{G}: a {T} function called {E}.", "{G}: {E}, a small helper for {T}."),
-    "list": ("{G}: {T} for {E}.", "{G}: a {tone} list of {T} for {E}."),
+    "list": ("{G}: {T} for {E}.", "{G}: {a_tone} list of {T} for {E}."),
     "story": (
-        "{G}: a {tone} tale about {E}, set in the {T}.",
+        "{G}: {a_tone} tale about {E}, set in the {T}.",
         "{G}: {E} and an adventure in the {T}.",
     ),
-    "poem": ("{G}: verses about the {T} by {E}.", "{G}: a {tone} poem on {T}, written by {E}."),
+    "poem": ("{G}: verses about the {T} by {E}.", "{G}: {a_tone} poem on {T}, written by {E}."),
     "news": ("{G}: a {T} story from {E}.", "{G}: {T} news in {E}, {tone} in tone."),
 }
 _CONTEXT_LINES = (
@@ -76,11 +76,13 @@ def _flags(record: TokenRecord) -> str:
 def explain_record(record: TokenRecord, rng: random.Random) -> str:
     """The oracle's explanation of one token, from its latent record."""
     topic_alias = rng.choice(TOPICS[record.genre][record.topic])
+    tone = rng.choice(TONE_WORDS[record.tone])
     line1 = rng.choice(_GENRE_LINES[record.genre]).format(
         G=rng.choice(GENRE_NAMES[record.genre]),
         T=topic_alias,
         E=record.entity,
-        tone=rng.choice(TONE_WORDS[record.tone]),
+        tone=tone,
+        a_tone=("an " if tone[0] in "aeiou" else "a ") + tone,
     )
     line3 = (
         rng.choice(_TOKEN_LINES).format(
