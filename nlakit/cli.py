@@ -299,8 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_tiny)
 
+    from nlakit.data.cli import register as register_data
     from nlakit.toyworld.cli import register as register_toyworld
 
+    register_data(sub)
     register_toyworld(sub)
 
     p = sub.add_parser("demo", help="the default end-to-end run on the toy world (offline)")

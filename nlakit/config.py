@@ -72,14 +72,17 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
         if f.name in skip or not f.init:
             continue
         kind, optional = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         text = helps.get(f.name, "")
+        if not required:
+            text = f"{text} (default: {f.default})".strip()
         group.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             type=_parser_for(kind, optional),
             default=argparse.SUPPRESS,
-            help=f"{text} (default: {default})".strip(),
+            required=required,
+            help=text,
         )
 
 

@@ -64,3 +64,13 @@ def tiny_dirs(tmp_path_factory):
     from nlakit.tiny import write_tiny
 
     return write_tiny(tmp_path_factory.mktemp("tiny"), arch="qwen3", layer=2)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A `--size small` toy world, built once per test session (about 10 s)."""
+    from nlakit.toyworld.build import build_world, world_config
+
+    out = tmp_path_factory.mktemp("worlds") / "small"
+    build_world(out, world_config("small", seed=0), progress=False)
+    return out

@@ -1,0 +1,1 @@
+"""The data pipeline: corpora, positions, extraction, teachers, training tables."""

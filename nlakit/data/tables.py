@@ -1,0 +1,235 @@
+"""Training tables: activations + teacher explanations → av_sft / ar_sft / rl / eval.
+
+    nlakit build --data DIR --out TABLES
+
+Each table is a parquet file in the released schema with its sidecar
+`{file}.nla_meta.yaml` (`kind: nla_dataset`, `schema_version: 1`, the stage, the
+marker and its neighbour ids, the AR suffix ids, both prompt templates):
+
+- `av_sft.parquet`, `rl.parquet`, `eval.parquet`: `prompt` is the AV chat (one user
+  message whose marker is the `<INJECT>` placeholder), `response` the explanation in
+  `<explanation>` tags (for RL, the teacher's, as a reference);
+- `ar_sft.parquet`: `prompt` is the filled AR template;
+
+all with the raw `activation_vector` and the provenance columns. `baseline.json`
+holds the FVE baseline (mu, variance, n) of the training rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from nlakit.data.extract import load_rows
+from nlakit.data.positions import SPLITS
+from nlakit.errors import NLAKitError
+from nlakit.generation import wrap_explanation
+from nlakit.meta import (
+    INJECT_PLACEHOLDER,
+    DatasetMeta,
+    ModelMeta,
+    new_meta,
+    parse_scale,
+    read_meta,
+    write_meta,
+)
+from nlakit.metrics import FVEBaseline
+
+EXPLANATIONS_DIR = "explanations"
+PROVENANCE = [
+    "doc_id",
+    "position",
+    "n_raw_tokens",
+    "activation_layer",
+    "token",
+    "detokenized_text_truncated",
+    "source",
+]
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+
+@dataclass
+class BuildConfig:
+    data: str  # extraction directory, with explanations from `nlakit teach`
+    out: str  # directory for the tables
+    teacher: str | None = None  # which explanations to use (default: the only set)
+    injection_scale: str | None = (
+        None  # number, sqrt_d_model or raw (default: the extraction's suggestion)
+    )
+    tokenizer: str | None = None  # tokenizer directory or Hub id (default: the extracted model's)
+    baseline_rows: int = 50000  # training rows the FVE baseline is computed from
+
+    def identity_hash(self) -> str:
+        blob = json.dumps(
+            {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}, sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def teacher_slug(spec: str) -> str:
+    """A file-name-safe name for a teacher spec."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+
+
+def explanations_path(data_dir: str | os.PathLike, teacher: str | None) -> Path:
+    folder = Path(data_dir) / EXPLANATIONS_DIR
+    found = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if teacher is not None:
+        path = folder / f"{teacher_slug(teacher)}.parquet"
+        if not path.is_file():
+            raise NLAKitError(
+                f"{path}: no explanations from teacher {teacher!r}; found "
+                f"{[p.stem for p in found]}. Run `nlakit teach --teacher {teacher}`."
+            )
+        return path
+    if len(found) != 1:
+        raise NLAKitError(
+            f"{folder}: expected one set of explanations, found {[p.stem for p in found]}. "
+            "Run `nlakit teach` first, or choose one with --teacher."
+        )
+    return found[0]
+
+
+def _ok_explanations(path: Path) -> tuple[dict[tuple[int, int], str], dict]:
+    table = pq.read_table(path, columns=["doc_id", "position", "explanation", "status"])
+    ok, counts = {}, {}
+    for doc_id, pos, text, status in zip(
+        *(table[c].to_pylist() for c in table.column_names), strict=True
+    ):
+        counts[status] = counts.get(status, 0) + 1
+        if status == "ok" and text:
+            ok[(doc_id, pos)] = text
+    return ok, counts
+
+
+def av_prompt(meta: ModelMeta) -> list[dict]:
+    return [{"role": "user", "content": meta.av_template.format(injection_char=INJECT_PLACEHOLDER)}]
+
+
+def split_table(rows: pa.Table, explanations: list[str], stage: str, meta: ModelMeta) -> pa.Table:
+    """The table of one stage from its activation rows and their explanations."""
+    n = rows.num_rows
+    if stage == "ar_sft":
+        prompt = pa.array(
+            [meta.ar_template.format(explanation=e) for e in explanations], pa.string()
+        )
+    else:
+        prompt = pa.array([av_prompt(meta)] * n, pa.list_(_MESSAGE))
+    columns = {
+        "prompt": prompt,
+        "response": pa.array([wrap_explanation(e) for e in explanations], pa.string()),
+        "explanation": pa.array(explanations, pa.string()),
+        "activation_vector": rows["activation_vector"],
+    }
+    columns.update({c: rows[c] for c in PROVENANCE})
+    return pa.table(columns)
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def build_tables(config: BuildConfig) -> dict:
+    """Write the four tables, their sidecars and `baseline.json`; returns the report."""
+    from nlakit.models import load_tokenizer, local_dir
+
+    out = Path(config.out)
+    record_path = out / "build.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("identity_hash") == config.identity_hash():
+            return {**record, "cached": True}
+        raise NLAKitError(
+            f"{out}: holds tables built with other settings ({record.get('config')}); "
+            "it is left as is. Choose another --out."
+        )
+    if out.exists() and any(out.iterdir()):
+        raise NLAKitError(f"{out}: exists and is not empty; choose another --out.")
+    base = read_meta(config.data)
+    if not isinstance(base, DatasetMeta) or base.stage != "base":
+        raise NLAKitError(f"{base.source}: expected the sidecar of an extraction (stage base).")
+    ex = base.extraction
+    scale = (
+        ex.injection_scale
+        if config.injection_scale is None
+        else parse_scale(config.injection_scale, "--injection-scale", None)
+    )
+    tokenizer = load_tokenizer(local_dir(config.tokenizer or ex.base_model))
+    meta = new_meta(
+        tokenizer,
+        ex.layer_index,
+        ex.d_model,
+        injection_scale=scale,
+        mse_scale=ex.mse_scale,
+        base_model=ex.base_model,
+    )
+
+    rows = load_rows(config.data)
+    if rows.schema.field("activation_vector").type.list_size != ex.d_model:
+        raise NLAKitError(f"{config.data}: activation width disagrees with the sidecar d_model.")
+    expl_path = explanations_path(config.data, config.teacher)
+    ok, status_counts = _ok_explanations(expl_path)
+    keys = list(zip(rows["doc_id"].to_pylist(), rows["position"].to_pylist(), strict=True))
+    splits = rows["split"].to_pylist()
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for stage in SPLITS:
+        index = [
+            i for i, (k, s) in enumerate(zip(keys, splits, strict=True)) if s == stage and k in ok
+        ]
+        table = split_table(rows.take(index), [ok[keys[i]] for i in index], stage, meta)
+        path = out / f"{stage}.parquet"
+        _write_table(table, path)
+        extraction = dataclasses.replace(
+            ex, injection_scale=scale, extra={**ex.extra, "teacher_explanations": expl_path.name}
+        )
+        write_meta(
+            DatasetMeta(
+                stage=stage,
+                row_count=table.num_rows,
+                extraction=extraction,
+                tokens=meta.tokens,
+                av_template=meta.av_template,
+                ar_template=meta.ar_template,
+            ),
+            path,
+        )
+        counts[stage] = table.num_rows
+    train = [
+        i for i, (k, s) in enumerate(zip(keys, splits, strict=True)) if s != "eval" and k in ok
+    ]
+    if len(train) < 2:
+        raise NLAKitError(
+            f"{config.data}: fewer than 2 training rows with explanations; cannot "
+            "compute the FVE baseline."
+        )
+    vectors = rows["activation_vector"].take(train[: config.baseline_rows]).combine_chunks()
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    baseline = FVEBaseline.from_vectors(
+        torch.from_numpy(flat.reshape(len(vectors), -1)), scale=meta.mse_scale_value
+    )
+    baseline.save(out / "baseline.json")
+    record = {
+        "identity_hash": config.identity_hash(),
+        "config": dataclasses.asdict(config),
+        "rows": counts,
+        "teacher_status": status_counts,
+        "rows_without_explanation": len(keys) - sum(1 for k in keys if k in ok),
+        "baseline": {"variance": baseline.variance, "n": baseline.n},
+        "injection_char": meta.tokens.injection_char,
+    }
+    tmp = record_path.with_name("build.json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, record_path)
+    return {**record, "cached": False}

@@ -1,0 +1,172 @@
+"""Teaching: a teacher writes an explanation for every extracted row.
+
+    nlakit teach --data DIR --teacher SPEC
+
+SPEC is `anthropic:MODEL`, `openai:MODEL@BASE_URL` (any OpenAI-compatible server),
+`hf:PATH` (a local transformers model) or `toyworld` (the toy world's oracle; the
+world is the extraction's corpus, or `toyworld:DIR`). The teacher sees the text up
+to and including the row's token. Answers are cached on disk (SQLite, keyed by
+teacher, prompt and sampling parameters), so a re-run or a crash never repeats a
+paid call. The explanations land in `DIR/explanations/<teacher>.parquet` with
+their status (`ok`, `missing_tags`, `refusal`, `too_few_features`, `error`), and
+the counts, tokens and cost in `DIR/explanations/<teacher>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nlakit.data.extract import load_rows
+from nlakit.data.tables import EXPLANATIONS_DIR, teacher_slug
+from nlakit.errors import NLAKitError
+from nlakit.meta import read_meta
+
+
+@dataclass
+class TeachConfig:
+    data: str  # extraction directory
+    teacher: str  # anthropic:MODEL, openai:MODEL@BASE_URL, hf:PATH, or toyworld
+    concurrency: int = 8  # requests in flight at once
+    max_tokens: int = 400  # reply cap, in tokens
+    temperature: float = 1.0  # teacher sampling temperature
+    max_retries: int = 6  # retries on 429, 5xx and timeouts (exponential backoff with jitter)
+    timeout_s: float = 60.0  # per request
+    max_requests: int | None = None  # stop after this many paid calls
+    price_in_per_mtok: float | None = None  # USD per million input tokens (overrides the table)
+    price_out_per_mtok: float | None = None  # USD per million output tokens
+    limit: int | None = None  # only the first N rows (to try a teacher)
+    cache: str | None = None  # SQLite cache file (default: DIR/teacher_cache.sqlite)
+
+
+COLUMNS = ["doc_id", "position", "token", "detokenized_text_truncated"]
+
+
+def _results_table(rows: pa.Table, results: list[dict]) -> pa.Table:
+    return pa.table(
+        {
+            "doc_id": rows["doc_id"],
+            "position": rows["position"],
+            "explanation": pa.array([r["explanation"] for r in results], pa.string()),
+            "raw": pa.array([r["raw"] for r in results], pa.string()),
+            "status": pa.array([r["status"] for r in results], pa.string()),
+            "input_tokens": pa.array([r["input_tokens"] for r in results], pa.int64()),
+            "output_tokens": pa.array([r["output_tokens"] for r in results], pa.int64()),
+            "cached": pa.array([r["cached"] for r in results], pa.bool_()),
+        }
+    )
+
+
+def oracle_explanations(data_dir: str, spec: str, rows: pa.Table) -> list[dict]:
+    """The toy world's oracle explanation of every row (true by construction)."""
+    from nlakit.toyworld.oracle import explain_record, oracle_rng
+    from nlakit.toyworld.world import World
+
+    corpus = read_meta(data_dir).extraction.corpus or ""
+    world_dir = spec.removeprefix("toyworld").removeprefix(":") or corpus.removeprefix("toyworld:")
+    if not world_dir or (not spec.startswith("toyworld:") and not corpus.startswith("toyworld:")):
+        raise NLAKitError(
+            f"--teacher {spec}: the oracle explains toy-world documents, but {data_dir} was "
+            f"extracted from {corpus!r}. Use a toy-world corpus or another teacher."
+        )
+    world = World(world_dir)
+    oracle = world.oracle()
+    docs = {d.doc_id: d for d in world.documents()}
+    records_of: dict[int, list] = {}
+    out = []
+    for doc_id, position, token in zip(
+        rows["doc_id"].to_pylist(),
+        rows["position"].to_pylist(),
+        rows["token"].to_pylist(),
+        strict=True,
+    ):
+        if doc_id not in docs:
+            raise NLAKitError(
+                f"{world.path}: no document {doc_id}; was {data_dir} extracted from this world?"
+            )
+        records = records_of.setdefault(doc_id, oracle.records(docs[doc_id]))
+        record = records[position] if position < len(records) else None
+        if record is None or record.token != token:
+            raise NLAKitError(
+                f"doc {doc_id} position {position}: the extraction's token {token!r} is not the "
+                f"world tokenizer's {getattr(record, 'token', None)!r}; extract with the world's model."
+            )
+        text = explain_record(record, oracle_rng(world.seed, doc_id, position))
+        out.append(
+            {
+                "explanation": text,
+                "raw": text,
+                "status": "ok",
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cached": False,
+            }
+        )
+    return out
+
+
+def teach(config: TeachConfig, progress: bool = True) -> dict:
+    """Explain every row; write the explanations and the report; return the report."""
+    rows = load_rows(config.data, columns=COLUMNS)
+    if config.limit is not None:
+        rows = rows.slice(0, config.limit)
+    start = time.perf_counter()
+    if config.teacher == "toyworld" or config.teacher.startswith("toyworld:"):
+        results = oracle_explanations(config.data, config.teacher, rows)
+        report = {
+            "teacher": config.teacher,
+            "requests": rows.num_rows,
+            "calls": 0,
+            "cache_hits": 0,
+            "status_counts": {"ok": rows.num_rows},
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+        }
+    else:
+        from nlakit.data.teacher import TeacherConfig, TeachRequest, run_teacher
+
+        keys = [
+            f"{d}:{p}"
+            for d, p in zip(rows["doc_id"].to_pylist(), rows["position"].to_pylist(), strict=True)
+        ]
+        requests = [
+            TeachRequest(key=k, prefix=prefix, token=token)
+            for k, prefix, token in zip(
+                keys,
+                rows["detokenized_text_truncated"].to_pylist(),
+                rows["token"].to_pylist(),
+                strict=True,
+            )
+        ]
+        teacher_config = TeacherConfig(
+            concurrency=config.concurrency,
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            max_retries=config.max_retries,
+            timeout_s=config.timeout_s,
+            max_requests=config.max_requests,
+            price_in_per_mtok=config.price_in_per_mtok,
+            price_out_per_mtok=config.price_out_per_mtok,
+        )
+        cache = config.cache or str(Path(config.data) / "teacher_cache.sqlite")
+        answers, report = run_teacher(
+            config.teacher, requests, teacher_config, cache_path=cache, progress=progress
+        )
+        results = [asdict(a) for a in answers]
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    folder = Path(config.data) / EXPLANATIONS_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{teacher_slug(config.teacher)}.parquet"
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(_results_table(rows, results), tmp)
+    os.replace(tmp, path)
+    report["explanations"] = str(path)
+    path.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    return report

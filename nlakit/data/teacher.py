@@ -1,0 +1,413 @@
+"""The teacher step of the data pipeline: an LLM explains what a model's internal
+state at one token represents, and those explanations become AV training targets.
+
+Each `TeachRequest` is a text prefix ending at the token of interest.
+`teacher_prompt` turns it into our prompt; a `Teacher` (see `teacher_backends`:
+Anthropic, OpenAI-compatible servers, local transformers models) answers it;
+`parse_reply` pulls the explanation out of the tags and filters unusable replies.
+`teach_all` runs many requests with bounded concurrency, retries with backoff,
+an on-disk `TeacherCache` and a progress bar; `run_teacher` is its sync wrapper
+that also returns a report (status counts, tokens, approximate cost).
+
+    results, report = run_teacher("anthropic:claude-sonnet-4-6", requests,
+                                  TeacherConfig(concurrency=16), cache_path="teacher.sqlite")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from nlakit.data.teacher_backends import (
+    Completion,
+    RetryableError,
+    Teacher,
+    make_teacher,
+    redact_secrets,
+)
+from nlakit.data.teacher_cache import TeacherCache
+from nlakit.errors import NLAKitError
+from nlakit.generation import parse_explanation
+
+__all__ = [
+    "STATUSES",
+    "Completion",
+    "RetryableError",
+    "TeachRequest",
+    "TeachResult",
+    "Teacher",
+    "TeacherCache",
+    "TeacherConfig",
+    "estimate_cost",
+    "make_teacher",
+    "parse_reply",
+    "run_teacher",
+    "teach_all",
+    "teacher_prompt",
+]
+
+STATUSES = ("ok", "missing_tags", "refusal", "too_few_features", "error")
+MAX_REQUESTS_REACHED = "max_requests reached"
+
+# Approximate list prices in USD per million tokens (input, output), standard tier,
+# as published in mid-2026. They change: check the provider's pricing page, or set
+# the prices in TeacherConfig. Looked up by exact name after dropping a date or
+# "-latest" suffix, so a model missing here costs None rather than a wrong guess.
+APPROX_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "claude-opus-4-6": (5.0, 25.0),
+    "claude-opus-4-5": (5.0, 25.0),
+    "claude-opus-4-1": (15.0, 75.0),
+    "claude-opus-4-0": (15.0, 75.0),
+    "claude-opus-4": (15.0, 75.0),
+    "claude-sonnet-4-6": (3.0, 15.0),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-sonnet-4-0": (3.0, 15.0),
+    "claude-sonnet-4": (3.0, 15.0),
+    "claude-haiku-4-5": (1.0, 5.0),
+    "gpt-5.5": (5.0, 30.0),
+    "gpt-5.4": (2.5, 15.0),
+    "gpt-5.4-mini": (0.75, 4.5),
+    "gpt-5.4-nano": (0.2, 1.25),
+    "gpt-5": (1.25, 10.0),
+    "gpt-5-mini": (0.25, 2.0),
+    "gpt-5-nano": (0.05, 0.4),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+}
+_MODEL_VERSION_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+
+# Openings of a refusal (lower-cased, straight apostrophes).
+_REFUSAL_OPENINGS = (
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm sorry",
+    "i am sorry",
+    "sorry,",
+    "i apologize",
+    "i apologise",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "as an ai",
+    "unfortunately, i",
+)
+# A reply this short that contains a refusal phrase anywhere is "mostly" a refusal.
+_SHORT_REPLY_CHARS = 400
+
+
+@dataclass
+class TeachRequest:
+    """One row to explain: `prefix` is the text up to and including the final token,
+    `token` that token's text; `key` a unique row id such as "doc_id:position"."""
+
+    key: str
+    prefix: str
+    token: str
+
+
+@dataclass
+class TeachResult:
+    """The teacher's answer for one row. `explanation` is set only when status is "ok";
+    `raw` is the full reply ("" when the request failed); token counts are the
+    backend's (the stored ones for cache hits)."""
+
+    key: str
+    explanation: str | None
+    raw: str
+    status: str  # one of STATUSES
+    input_tokens: int
+    output_tokens: int
+    cached: bool
+    error: str = ""
+
+
+@dataclass
+class TeacherConfig:
+    """How teacher requests are sent. Times in seconds; prices in USD per million tokens."""
+
+    concurrency: int = 8  # requests in flight at once
+    max_tokens: int = 400  # reply cap
+    temperature: float = 1.0
+    max_retries: int = 6  # for 429, 5xx, timeouts, connection errors
+    timeout_s: float = 60.0  # per request
+    base_delay_s: float = 1.0  # backoff base: attempt n waits up to base * 2**n (full jitter)
+    max_delay_s: float = 60.0
+    max_requests: int | None = None  # paid calls; the rest get status "error", uncached
+    price_in_per_mtok: float | None = None  # overrides the built-in table
+    price_out_per_mtok: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, ok, rule in (
+                ("concurrency", self.concurrency, self.concurrency >= 1, "≥ 1"),
+                ("max_tokens", self.max_tokens, self.max_tokens >= 1, "≥ 1"),
+                ("temperature", self.temperature, self.temperature >= 0, "≥ 0"),
+                ("max_retries", self.max_retries, self.max_retries >= 0, "≥ 0"),
+                ("timeout_s", self.timeout_s, self.timeout_s > 0, "> 0"),
+                ("base_delay_s", self.base_delay_s, self.base_delay_s >= 0, "≥ 0"),
+                ("max_delay_s", self.max_delay_s, self.max_delay_s >= 0, "≥ 0"),
+                ("max_requests", self.max_requests, (self.max_requests or 0) >= 0, "≥ 0 or None"),
+            )
+            if not ok
+        ]
+        if problems:
+            raise NLAKitError("TeacherConfig: " + "; ".join(problems) + ".")
+
+
+def teacher_prompt(request: TeachRequest) -> str:
+    """Our prompt asking the teacher to explain the state at `request`'s final token."""
+    token = json.dumps(request.token, ensure_ascii=False)
+    return (
+        "A language model has just read the text below, one token at a time. Describe what "
+        "its internal state at the FINAL token of the text most likely represents: what it "
+        "has worked out about the text so far, and what it is getting ready to predict next.\n"
+        "\n"
+        f"<text>\n{request.prefix}\n</text>\n"
+        "\n"
+        f"The final token is {token} (quoted as a JSON string, so leading spaces and "
+        "newlines are visible).\n"
+        "\n"
+        "Write 2 or 3 features of that state, the most important first, each on its own line:\n"
+        '- The first line says what kind of text this is and what it is about, as "Genre: '
+        'description" (for example "Recipe blog: a home cook explains how to proof bread '
+        'dough").\n'
+        "- The last line is about the final token itself: the role it plays where it stands, "
+        "and what must or will most likely come right after it.\n"
+        "- A middle line, if you write one, covers anything else the model has to keep track "
+        "of here (a speaker, an open bracket or quote, a list in progress, a tense, a number).\n"
+        "Use about 80 to 100 words in total. Put the features inside "
+        "<explanation></explanation> tags, and write nothing before or after the tags."
+    )
+
+
+def _is_refusal(text: str) -> bool:
+    opening = text.strip().lstrip("\"'*_#> ").lower().replace("\u2019", "'")
+    if opening.startswith(_REFUSAL_OPENINGS):
+        return True
+    return len(opening) <= _SHORT_REPLY_CHARS and any(p in opening for p in _REFUSAL_OPENINGS)
+
+
+def parse_reply(text: str) -> tuple[str | None, str]:
+    """(explanation, status) for a teacher reply; the explanation is None unless "ok".
+
+    "refusal": no complete tags and the reply reads as a refusal; "missing_tags": no
+    complete `<explanation>…</explanation>`; "too_few_features": fewer than 2
+    non-empty lines inside the tags; else "ok" with the stripped text inside them.
+    """
+    explanation = parse_explanation(text)
+    if explanation is None:
+        return None, "refusal" if _is_refusal(text) else "missing_tags"
+    features = [line for line in explanation.splitlines() if line.strip()]
+    if len(features) < 2:
+        return None, "too_few_features"
+    return explanation, "ok"
+
+
+def estimate_cost(
+    spec: str, input_tokens: int, output_tokens: int, config: TeacherConfig
+) -> float | None:
+    """Approximate USD for the tokens, from the config's prices or the built-in table;
+    None when no price is known (local models, unlisted names)."""
+    scheme, _, model = spec.partition(":")
+    if scheme == "openai":
+        model = model.rpartition("@")[0] or model
+    listed = (
+        None if scheme == "hf" else APPROX_PRICES_PER_MTOK.get(_MODEL_VERSION_SUFFIX.sub("", model))
+    )
+    price_in = config.price_in_per_mtok
+    price_out = config.price_out_per_mtok
+    if listed is not None:
+        price_in = listed[0] if price_in is None else price_in
+        price_out = listed[1] if price_out is None else price_out
+    if price_in is None or price_out is None:
+        return None
+    return (input_tokens * price_in + output_tokens * price_out) / 1e6
+
+
+async def _complete_with_retries(
+    teacher: Teacher, prompt: str, config: TeacherConfig
+) -> Completion:
+    """`teacher.complete`, retrying `RetryableError` with capped exponential backoff and
+    full jitter, waiting at least the server's retry-after."""
+    for attempt in range(config.max_retries + 1):
+        try:
+            return await teacher.complete(prompt, config)
+        except RetryableError as exc:
+            if attempt == config.max_retries:
+                raise RetryableError(
+                    f"gave up after {config.max_retries} retries: {exc}", exc.retry_after
+                ) from None
+            delay = random.uniform(0, min(config.max_delay_s, config.base_delay_s * 2**attempt))
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class _Run:
+    """Counters shared by the tasks of one `teach_all` call."""
+
+    def __init__(self, config: TeacherConfig, total: int, progress: bool, spec: str):
+        self.config = config
+        self.calls = 0
+        self.counts: Counter[str] = Counter()
+        self.bar = tqdm(total=total, disable=not progress, desc=f"teacher {spec}", unit="row")
+
+    def claim_call(self) -> bool:
+        """Count a paid call, or refuse one once `max_requests` calls were made."""
+        limit = self.config.max_requests
+        if limit is not None and self.calls >= limit:
+            return False
+        self.calls += 1
+        return True
+
+    def done(self, result: TeachResult) -> TeachResult:
+        self.counts["cached"] += result.cached
+        self.counts[result.status] += 1
+        self.bar.set_postfix(
+            ok=self.counts["ok"],
+            cached=self.counts["cached"],
+            errors=self.counts["error"],
+            refresh=False,  # update() redraws, rate-limited
+        )
+        self.bar.update(1)
+        return result
+
+
+def _error(key: str, message: str) -> TeachResult:
+    return TeachResult(key, None, "", "error", 0, 0, False, message)
+
+
+def _describe(exc: Exception) -> str:
+    """A key-free one-line description of a failed request."""
+    # Backends already write complete messages; other exceptions need their type.
+    if isinstance(exc, (RetryableError, RuntimeError)):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    return redact_secrets(message)
+
+
+def _result(key: str, completion: Completion, cached: bool) -> TeachResult:
+    explanation, status = parse_reply(completion.text)
+    return TeachResult(
+        key,
+        explanation,
+        completion.text,
+        status,
+        completion.input_tokens,
+        completion.output_tokens,
+        cached,
+    )
+
+
+async def teach_all(
+    teacher: Teacher,
+    requests: Sequence[TeachRequest],
+    config: TeacherConfig,
+    cache: TeacherCache | None,
+    progress: bool = True,
+) -> list[TeachResult]:
+    """Answer every request (results in request order), at most `config.concurrency`
+    at a time; cache hits make no call, and every successful reply is cached at once.
+    A row that fails (after retries, or past `max_requests`) gets status "error"."""
+    run = _Run(config, len(requests), progress, teacher.spec)
+    in_flight = asyncio.Semaphore(config.concurrency)
+    params = {"max_tokens": int(config.max_tokens), "temperature": float(config.temperature)}
+    results: list[TeachResult | None] = [None] * len(requests)
+    todo = iter(enumerate(requests))
+
+    async def answer(request: TeachRequest) -> TeachResult:
+        prompt = teacher_prompt(request)
+        key = cache.key(teacher.spec, prompt, params) if cache is not None else ""
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            return _result(request.key, hit, cached=True)
+        async with in_flight:
+            if not run.claim_call():
+                return _error(request.key, MAX_REQUESTS_REACHED)
+            try:
+                completion = await _complete_with_retries(teacher, prompt, config)
+            except Exception as exc:
+                return _error(request.key, _describe(exc))
+        if cache is not None:
+            cache.put(key, completion)
+        return _result(request.key, completion, cached=False)
+
+    async def worker() -> None:
+        for index, request in todo:
+            results[index] = run.done(await answer(request))
+
+    # A fixed pool of workers rather than one task per row (a million-row run must
+    # not hold a million coroutines); twice as many workers as call slots, so cache
+    # lookups go on while every slot waits on the teacher.
+    n_workers = min(2 * config.concurrency, len(requests))
+    try:
+        await asyncio.gather(*(worker() for _ in range(n_workers)))
+    finally:
+        run.bar.close()
+    return [r for r in results if r is not None]
+
+
+def run_teacher(
+    spec: str,
+    requests: list[TeachRequest],
+    config: TeacherConfig | None = None,
+    cache_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    **teacher_kwargs,
+) -> tuple[list[TeachResult], dict]:
+    """Run `teach_all` with the teacher `spec` names; returns (results, report).
+
+    The report: teacher, requests, calls (paid calls made), cache_hits,
+    status_counts, input_tokens / output_tokens (of the paid calls), cost_usd
+    (approximate, None when no price is known) and seconds (wall clock).
+    """
+    config = config or TeacherConfig()
+    start = time.monotonic()
+    cache = TeacherCache(cache_path) if cache_path is not None else None
+
+    async def main() -> list[TeachResult]:
+        teacher = make_teacher(spec, **teacher_kwargs)
+        try:
+            return await teach_all(teacher, requests, config, cache, progress)
+        finally:
+            await teacher.aclose()
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        if cache is not None:
+            cache.close()
+    paid = [r for r in results if not r.cached]
+    input_tokens = sum(r.input_tokens for r in paid)
+    output_tokens = sum(r.output_tokens for r in paid)
+    counts = Counter(r.status for r in results)
+    report = {
+        "teacher": spec,
+        "requests": len(requests),
+        "calls": sum(1 for r in paid if r.error != MAX_REQUESTS_REACHED),
+        "cache_hits": len(results) - len(paid),
+        "status_counts": {status: counts[status] for status in STATUSES},
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": estimate_cost(spec, input_tokens, output_tokens, config),
+        "seconds": round(time.monotonic() - start, 3),
+    }
+    return results, report

@@ -1,0 +1,60 @@
+"""`nlakit teach` with an API teacher: the real OpenAI SDK against the local fake
+server, through the extraction's rows, then `nlakit build` on its explanations."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from fake_llm import FakeLLM
+
+from nlakit.cli import main
+from nlakit.data.extract import ExtractConfig, extract
+
+
+@pytest.fixture(scope="module")
+def acts(small_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teach") / "acts"
+    extract(
+        ExtractConfig(
+            model=str(small_world / "model"),
+            layer=1,
+            corpus=f"toyworld:{small_world}",
+            out=str(out),
+            positions_per_doc=2,
+            max_docs=20,
+        ),
+        progress=False,
+    )
+    return out
+
+
+def test_api_teacher_end_to_end(capsys, acts, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with FakeLLM() as fake:
+        fake.reply("No tags here.", times=2)
+        fake.reply("I'm sorry, but I can't help with that.")
+        fake.fail(429, times=1, retry_after=0.05)
+        spec = f"openai:local-model@{fake.openai_url}"
+        argv = ["teach", "--data", str(acts), "--teacher", spec, "--concurrency", "1"]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert (
+            "40 rows" in out and "missing_tags 2" in out and "refusal 1" in out and "ok 37" in out
+        )
+        assert "40 paid calls, 0 from the cache" in out
+        first_calls = len(fake.requests)
+        assert main(argv) == 0  # a re-run pays for nothing
+        assert "0 paid calls, 40 from the cache" in capsys.readouterr().out
+        assert len(fake.requests) == first_calls
+    (path,) = (acts / "explanations").glob("*.parquet")
+    table = pq.read_table(path).to_pylist()
+    rows = pq.read_table(acts / "shard_00000.parquet", columns=["token"]).to_pylist()
+    assert len(table) == 40
+    for answer, row in zip(table, rows, strict=True):  # each row got its own answer
+        if answer["status"] == "ok":
+            assert json.dumps(row["token"], ensure_ascii=False) in answer["explanation"]
+    prompt = fake.requests[-1].prompt
+    assert "<explanation>" in prompt and "final token" in prompt.lower()
+    assert main(["build", "--data", str(acts), "--out", str(tmp_path / "tables")]) == 0
+    assert "3 rows dropped" in capsys.readouterr().out
