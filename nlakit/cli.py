@@ -17,9 +17,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from nlakit.errors import NLAKitError
 
 # --------------------------------------------------------------------------- verbs as functions
@@ -50,9 +47,12 @@ def info(path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = Non
     }
 
 
-def load_vectors(path: str | os.PathLike) -> torch.Tensor:
+def load_vectors(path: str | os.PathLike):
     """Activation vectors `[n, d]` from .npy, .safetensors, .pt or a parquet
     `activation_vector` column."""
+    import numpy as np
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise NLAKitError(f"{path}: no such file")
@@ -95,7 +95,7 @@ def load_vectors(path: str | os.PathLike) -> torch.Tensor:
 def explanation_rows(
     av: str | os.PathLike,
     ar: str | os.PathLike | None = None,
-    vectors: torch.Tensor | None = None,
+    vectors=None,
     model: str | os.PathLike | None = None,
     text: str | None = None,
     positions: list[int] | None = None,
@@ -162,14 +162,9 @@ def format_table(rows: list[dict], width: int | None = None) -> str:
 
 
 def write_jsonl(rows: list[dict], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    from nlakit.atomic import write_text
+
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 # --------------------------------------------------------------------------- commands
@@ -225,6 +220,8 @@ def _cmd_explain(args) -> None:
 
 
 def _cmd_reconstruct(args) -> None:
+    import numpy as np
+
     from nlakit.nla import NLA
 
     nla = NLA.from_pretrained(ar=args.ar, device=args.device, dtype=args.dtype)
@@ -251,7 +248,15 @@ def _cmd_demo(args) -> None:
     run_demo(args.out, size=args.size, seed=args.seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _positionals(argv: list[str]) -> list[str]:
+    return [a for a in argv if not a.startswith("-")]
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; verbs other than the one in `argv` get no options (so that `nlakit
+    --help` and simple verbs do not import every stage's dependencies)."""
+    words = _positionals(sys.argv[1:] if argv is None else argv)
+    chosen = words[0] if words else None
     parser = argparse.ArgumentParser(prog="nlakit", description="Natural Language Autoencoders.")
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -302,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     from nlakit.data.cli import register as register_data
     from nlakit.toyworld.cli import register as register_toyworld
 
-    register_data(sub)
-    register_toyworld(sub)
+    register_data(sub, chosen)
+    register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
 
     p = sub.add_parser("demo", help="the default end-to-end run on the toy world (offline)")
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -314,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except NLAKitError as exc:

@@ -117,11 +117,9 @@ class FVEBaseline:
         return cls(mu=mu, variance=float(d["variance"]), n=int(d["n"]), scale=d.get("scale"))
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp, path)
-        return path
+        from nlakit.atomic import write_json
+
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FVEBaseline:

@@ -55,17 +55,36 @@ def _cmd_build(args) -> None:
     )
 
 
-def register(sub) -> None:
-    from nlakit.data.extract import ExtractConfig
-    from nlakit.data.tables import BuildConfig
-    from nlakit.data.teach import TeachConfig
+def _config_class(name: str):
+    import importlib
 
-    p = sub.add_parser("extract", help="sample positions and extract layer-K activations")
-    add_config_args(p, ExtractConfig)
-    p.set_defaults(func=_cmd_extract)
-    p = sub.add_parser("teach", help="have a teacher explain every extracted row")
-    add_config_args(p, TeachConfig)
-    p.set_defaults(func=_cmd_teach)
-    p = sub.add_parser("build", help="write the av_sft / ar_sft / rl / eval tables")
-    add_config_args(p, BuildConfig)
-    p.set_defaults(func=_cmd_build)
+    module, _, cls = name.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+VERBS = {  # verb: (help, config class, command)
+    "extract": (
+        "sample positions and extract layer-K activations",
+        "nlakit.data.extract:ExtractConfig",
+        _cmd_extract,
+    ),
+    "teach": (
+        "have a teacher explain every extracted row",
+        "nlakit.data.teach:TeachConfig",
+        _cmd_teach,
+    ),
+    "build": (
+        "write the av_sft / ar_sft / rl / eval tables",
+        "nlakit.data.tables:BuildConfig",
+        _cmd_build,
+    ),
+}
+
+
+def register(sub, chosen: str | None) -> None:
+    """Add the data verbs; only the `chosen` one imports its module to get its options."""
+    for name, (text, config, command) in VERBS.items():
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(func=command)
+        if name == chosen:
+            add_config_args(p, _config_class(config))

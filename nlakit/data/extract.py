@@ -33,6 +33,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit import sites
+from nlakit.atomic import write_json, write_parquet
+from nlakit.batching import length_batches, pad_right
 from nlakit.data.corpora import CorpusDoc, CorpusOptions, iter_corpus
 from nlakit.data.positions import parse_fractions, sample_positions, split_for
 from nlakit.errors import NLAKitError
@@ -94,31 +96,6 @@ def suggest_injection_scale(mean_norm: float) -> float:
         if candidate >= mean_norm * (1 + 1e-9):
             return float(f"{candidate:.6g}")
     return float(10 ** (exponent + 1))
-
-
-def length_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length whose padded size fits the budget."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current = [], []
-    for i in order:
-        width = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * width > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2)))
 
 
 # --------------------------------------------------------------------------- manifest
@@ -192,12 +169,7 @@ def activations_at(
     device = sites.embedding(model).weight.device
     out: list[np.ndarray | None] = [None] * len(token_ids)
     for batch in length_batches([len(t) for t in token_ids], batch_tokens):
-        width = max(len(token_ids[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-            mask[row, : len(token_ids[i])] = 1
+        ids, mask = pad_right([token_ids[i] for i in batch], pad_id)
         hidden = sites.extract_layer(model, ids.to(device), mask.to(device), layer)
         for row, i in enumerate(batch):
             out[i] = hidden[row, positions[i]].float().cpu().numpy()
@@ -268,8 +240,9 @@ class _Run:
         """Write pending rows as the next shard, then record it (and the cursor)."""
         if self.rows:
             name = f"shard_{len(self.manifest['shards']):05d}.parquet"
-            table = rows_table(self.rows, np.stack(self.vectors), self.layer)
-            _write_atomic(self.out / name, lambda p: pq.write_table(table, p))
+            write_parquet(
+                self.out / name, rows_table(self.rows, np.stack(self.vectors), self.layer)
+            )
             self.manifest["shards"].append(
                 {
                     "file": name,
@@ -281,7 +254,7 @@ class _Run:
             self.rows, self.vectors = [], []
         self.manifest["next_record"] = next_record
         self.manifest["stats"] = dict(self.stats)
-        _write_json(self.out / MANIFEST, self.manifest)
+        write_json(self.out / MANIFEST, self.manifest)
 
 
 def extract(config: ExtractConfig, progress: bool = True) -> dict:
@@ -416,7 +389,7 @@ def _finish(out: Path, config: ExtractConfig, run: _Run, model, min_pos: int) ->
         "d_model": d_model,
         "min_pos": min_pos,
     }
-    _write_json(out / MANIFEST, run.manifest)
+    write_json(out / MANIFEST, run.manifest)
     return run.manifest
 
 

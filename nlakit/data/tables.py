@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from nlakit.atomic import write_json, write_parquet
 from nlakit.data.extract import load_rows
 from nlakit.data.positions import SPLITS
 from nlakit.errors import NLAKitError
@@ -134,12 +135,6 @@ def split_table(rows: pa.Table, explanations: list[str], stage: str, meta: Model
     return pa.table(columns)
 
 
-def _write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def build_tables(config: BuildConfig) -> dict:
     """Write the four tables, their sidecars and `baseline.json`; returns the report."""
     from nlakit.models import load_tokenizer, local_dir
@@ -190,7 +185,7 @@ def build_tables(config: BuildConfig) -> dict:
         ]
         table = split_table(rows.take(index), [ok[keys[i]] for i in index], stage, meta)
         path = out / f"{stage}.parquet"
-        _write_table(table, path)
+        write_parquet(path, table)
         extraction = dataclasses.replace(
             ex, injection_scale=scale, extra={**ex.extra, "teacher_explanations": expl_path.name}
         )
@@ -229,7 +224,5 @@ def build_tables(config: BuildConfig) -> dict:
         "baseline": {"variance": baseline.variance, "n": baseline.n},
         "injection_char": meta.tokens.injection_char,
     }
-    tmp = record_path.with_name("build.json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, record_path)
+    write_json(record_path, record)
     return {**record, "cached": False}

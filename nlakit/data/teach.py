@@ -14,15 +14,13 @@ the counts, tokens and cost in `DIR/explanations/<teacher>.json`.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from nlakit.atomic import write_json, write_parquet
 from nlakit.data.extract import load_rows
 from nlakit.data.tables import EXPLANATIONS_DIR, teacher_slug
 from nlakit.errors import NLAKitError
@@ -164,9 +162,7 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
     folder = Path(config.data) / EXPLANATIONS_DIR
     folder.mkdir(exist_ok=True)
     path = folder / f"{teacher_slug(config.teacher)}.parquet"
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(_results_table(rows, results), tmp)
-    os.replace(tmp, path)
+    write_parquet(path, _results_table(rows, results))
     report["explanations"] = str(path)
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    write_json(path.with_suffix(".json"), report)
     return report

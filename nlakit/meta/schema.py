@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nlakit.atomic import write_text
 from nlakit.errors import MetaError, field_error
 
 SIDECAR_NAME = "nla_meta.yaml"
@@ -484,14 +484,7 @@ def dump_meta(meta: Meta) -> str:
 
 def write_meta(meta: Meta, path: str | os.PathLike) -> Path:
     """Write the sidecar atomically (temp file + rename); returns its path."""
-    sc = sidecar_path(path)
-    sc.parent.mkdir(parents=True, exist_ok=True)
-    text = dump_meta(meta)
-    fd, tmp = tempfile.mkstemp(dir=sc.parent, prefix=".nla_meta.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, sc)
-    return sc
+    return write_text(sidecar_path(path), dump_meta(meta))
 
 
 # --------------------------------------------------------------------------- pairs

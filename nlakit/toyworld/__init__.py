@@ -7,24 +7,27 @@ truth scoring of any explanation against them (`truth`), and linear probes of
 the LM's activations (`probe`). `World` opens a built world on disk.
 """
 
-from nlakit.toyworld.build import WorldConfig, build_world, world_config
-from nlakit.toyworld.corpus import iter_documents, make_document
-from nlakit.toyworld.documents import Document, TokenRecord
-from nlakit.toyworld.oracle import Oracle, explain_record
-from nlakit.toyworld.truth import score_claims, truth_rates
-from nlakit.toyworld.world import World
+_LAZY = {
+    "WorldConfig": "build",
+    "build_world": "build",
+    "world_config": "build",
+    "iter_documents": "corpus",
+    "make_document": "corpus",
+    "Document": "documents",
+    "TokenRecord": "documents",
+    "Oracle": "oracle",
+    "explain_record": "oracle",
+    "score_claims": "truth",
+    "truth_rates": "truth",
+    "World": "world",
+}
+__all__ = sorted(_LAZY)
 
-__all__ = [
-    "Document",
-    "Oracle",
-    "TokenRecord",
-    "World",
-    "WorldConfig",
-    "build_world",
-    "explain_record",
-    "iter_documents",
-    "make_document",
-    "score_claims",
-    "truth_rates",
-    "world_config",
-]
+
+def __getattr__(name: str):
+    # Lazy, so that `nlakit toyworld --help` does not import torch.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"nlakit.toyworld.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'nlakit.toyworld' has no attribute {name!r}")

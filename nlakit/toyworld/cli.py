@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 from nlakit.config import add_config_args, config_from_args
-from nlakit.toyworld.lm import LMConfig
 
 
 def _cmd_build(args) -> None:
     from nlakit.toyworld.build import WorldConfig, build_world, world_config
+    from nlakit.toyworld.lm import LMConfig
 
     fields = (set(WorldConfig.__dataclass_fields__) | set(LMConfig.__dataclass_fields__)) - {
         "size",
@@ -98,29 +98,33 @@ def _cmd_sample(args) -> None:
     print("─" * 72)
 
 
-def register(sub) -> None:
-    """Add `toyworld` and its verbs to the `nlakit` parser."""
-    from nlakit.toyworld.build import WorldConfig
-    from nlakit.toyworld.probe import ProbeConfig
-
+def register(sub, chosen: str | None) -> None:
+    """Add `toyworld` and its verbs; only the `chosen` verb imports what its options need."""
     top = sub.add_parser("toyworld", help="the offline ground-truth world (corpus, LM, oracle)")
     verbs = top.add_subparsers(dest="toyworld_verb", required=True)
 
     p = verbs.add_parser("build", help="generate the corpus, train the tokenizer and the LM")
-    p.add_argument("--out", required=True, help="directory to write the world to")
-    p.add_argument("--size", default="demo", choices=["small", "demo"])
-    p.add_argument("--seed", type=int, default=0)
-    add_config_args(p, WorldConfig, skip=("size", "seed", "lm"))
-    add_config_args(p, LMConfig)
     p.set_defaults(func=_cmd_build)
+    if chosen == "build":
+        from nlakit.toyworld.build import WorldConfig
+        from nlakit.toyworld.lm import LMConfig
+
+        p.add_argument("--out", required=True, help="directory to write the world to")
+        p.add_argument("--size", default="demo", choices=["small", "demo"])
+        p.add_argument("--seed", type=int, default=0)
+        add_config_args(p, WorldConfig, skip=("size", "seed", "lm"))
+        add_config_args(p, LMConfig)
 
     p = verbs.add_parser("probe", help="linear probes for the latents on layer-K activations")
-    p.add_argument("--world", required=True)
-    add_config_args(p, ProbeConfig)
     p.set_defaults(func=_cmd_probe)
+    if chosen == "probe":
+        from nlakit.toyworld.probe import ProbeConfig
+
+        p.add_argument("--world", required=True)
+        add_config_args(p, ProbeConfig)
 
     p = verbs.add_parser("sample", help="print documents with an oracle explanation")
+    p.set_defaults(func=_cmd_sample)
     p.add_argument("--world", required=True)
     p.add_argument("-n", type=int, default=5, help="how many documents")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_sample)

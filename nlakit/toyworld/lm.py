@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.batching import pad_right
+
 
 @dataclass
 class LMConfig:
@@ -41,17 +43,6 @@ def make_model(config: LMConfig, tokenizer, seed: int):
     )
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded `input_ids` and `attention_mask` `[batch, longest]`."""
-    width = max(map(len, sequences))
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-    return ids, mask
-
-
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     labels = ids.masked_fill(mask == 0, -100)
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -63,7 +54,7 @@ def eval_loss(model, sequences: list[list[int]], pad_id: int, batch_size: int = 
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(sequences), batch_size):
-        ids, mask = pad_batch(sequences[start : start + batch_size], pad_id)
+        ids, mask = pad_right(sequences[start : start + batch_size], pad_id)
         n = int((mask[:, 1:] == 1).sum())
         total += float(lm_loss(model, ids, mask)) * n
         count += n
@@ -102,7 +93,7 @@ def train_lm(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         pick = torch.randint(len(train), (config.batch_size,), generator=generator).tolist()
-        ids, mask = pad_batch([train[i] for i in pick], pad_id)
+        ids, mask = pad_right([train[i] for i in pick], pad_id)
         loss = lm_loss(model, ids, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit import sites
-from nlakit.toyworld.lm import pad_batch
+from nlakit.batching import pad_right
 from nlakit.toyworld.world import World
 
 LABELS = {  # probe name -> record field (or a function of the record)
@@ -64,7 +64,7 @@ def collect(world: World, layer: int, max_docs: int, progress: bool = True):
     for start in tqdm(range(0, len(docs), 32), desc="activations", disable=not progress):
         batch = docs[start : start + 32]
         encoded = [tokenizer(d.text, add_special_tokens=True)["input_ids"] for d in batch]
-        ids, mask = pad_batch(encoded, tokenizer.pad_token_id)
+        ids, mask = pad_right(encoded, tokenizer.pad_token_id)
         hidden = sites.extract_layer(model, ids, mask, layer).float()
         for i, doc in enumerate(batch):
             for pos, record in enumerate(oracle.records(doc)):

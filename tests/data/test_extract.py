@@ -8,13 +8,7 @@ import torch
 from nlakit import meta as M
 from nlakit import sites
 from nlakit.data import extract as E
-from nlakit.data.extract import (
-    ExtractConfig,
-    extract,
-    length_batches,
-    load_rows,
-    suggest_injection_scale,
-)
+from nlakit.data.extract import ExtractConfig, extract, load_rows, suggest_injection_scale
 from nlakit.errors import ArchitectureError, NLAKitError
 
 
@@ -183,14 +177,6 @@ def test_incomplete_extraction_is_not_readable(tmp_path):
 )
 def test_suggest_injection_scale(norm, scale):
     assert suggest_injection_scale(norm) == scale
-
-
-def test_length_batches_respect_the_budget():
-    lengths = [5, 50, 7, 48, 20, 3]
-    batches = length_batches(lengths, 100)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    for batch in batches:
-        assert len(batch) * max(lengths[i] for i in batch) <= 100 or len(batch) == 1
 
 
 def test_shard_is_plain_parquet_with_a_fixed_size_list(extracted):
