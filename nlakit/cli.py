@@ -17,6 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from nlakit.config import add_config_args, config_from_args
 from nlakit.errors import NLAKitError
 
 # --------------------------------------------------------------------------- verbs as functions
@@ -243,9 +244,9 @@ def _cmd_tiny(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from nlakit.demo import run_demo
+    from nlakit.demo import DemoConfig, run_demo
 
-    run_demo(args.out, size=args.size, seed=args.seed)
+    run_demo(config_from_args(DemoConfig, args))
 
 
 def _positionals(argv: list[str]) -> list[str]:
@@ -306,15 +307,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     from nlakit.data.cli import register as register_data
     from nlakit.toyworld.cli import register as register_toyworld
+    from nlakit.train.cli import register as register_train
 
     register_data(sub, chosen)
+    register_train(sub, chosen)
     register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
 
-    p = sub.add_parser("demo", help="the default end-to-end run on the toy world (offline)")
-    p.add_argument("--out", default="runs/demo", help="run directory")
-    p.add_argument("--size", default="demo", choices=["small", "demo"], help="toy world size")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="train and evaluate an NLA on the toy world (offline)")
     p.set_defaults(func=_cmd_demo)
+    if chosen == "demo":
+        from nlakit.demo import DemoConfig
+
+        add_config_args(p, DemoConfig)
     return parser
 
 

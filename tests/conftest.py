@@ -74,3 +74,51 @@ def small_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("worlds") / "small"
     build_world(out, world_config("small", seed=0), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_tables(small_world, tmp_path_factory):
+    """Training tables from the small world (demo templates, two-feature oracle)."""
+    from nlakit.data.extract import ExtractConfig, extract
+    from nlakit.data.tables import BuildConfig, build_tables
+    from nlakit.data.teach import TeachConfig, teach
+    from nlakit.demo import DEMO_AR_TEMPLATE, DEMO_AV_TEMPLATE
+
+    root = tmp_path_factory.mktemp("tables")
+    extract(
+        ExtractConfig(
+            model=str(small_world / "model"),
+            layer=1,
+            corpus=f"toyworld:{small_world}",
+            out=str(root / "data"),
+            positions_per_doc=4,
+            max_docs=160,
+        ),
+        progress=False,
+    )
+    teach(
+        TeachConfig(data=str(root / "data"), teacher="toyworld", oracle_context=0.0), progress=False
+    )
+    build_tables(
+        BuildConfig(
+            data=str(root / "data"),
+            out=str(root / "tables"),
+            av_template=DEMO_AV_TEMPLATE,
+            ar_template=DEMO_AR_TEMPLATE,
+        )
+    )
+    return root / "tables"
+
+
+@pytest.fixture(scope="session")
+def trained_pair(small_tables, tmp_path_factory):
+    """A briefly SFT-trained AV and AR on the small tables: (av_dir, ar_dir)."""
+    from nlakit.train.sft import SFTConfig, sft
+
+    root = tmp_path_factory.mktemp("pair")
+    fast = dict(
+        data=str(small_tables), batch_size=8, warmup=2, eval_every=0, save_every=0, progress=False
+    )
+    sft(SFTConfig(role="ar", out=str(root / "ar_sft"), steps=20, lr=1e-3, **fast))
+    sft(SFTConfig(role="av", out=str(root / "av_sft"), steps=30, lr=6e-3, **fast))
+    return root / "av_sft" / "av", root / "ar_sft" / "ar"

@@ -68,6 +68,8 @@ class BuildConfig:
     )
     tokenizer: str | None = None  # tokenizer directory or Hub id (default: the extracted model's)
     baseline_rows: int = 50000  # training rows the FVE baseline is computed from
+    av_template: str | None = None  # AV prompt template with {injection_char} (default: nlakit's)
+    ar_template: str | None = None  # AR prompt template with {explanation} (default: nlakit's)
 
     def identity_hash(self) -> str:
         blob = json.dumps(
@@ -161,6 +163,11 @@ def build_tables(config: BuildConfig) -> dict:
         else parse_scale(config.injection_scale, "--injection-scale", None)
     )
     tokenizer = load_tokenizer(local_dir(config.tokenizer or ex.base_model))
+    templates = {
+        k: v
+        for k, v in (("av_template", config.av_template), ("ar_template", config.ar_template))
+        if v
+    }
     meta = new_meta(
         tokenizer,
         ex.layer_index,
@@ -168,6 +175,7 @@ def build_tables(config: BuildConfig) -> dict:
         injection_scale=scale,
         mse_scale=ex.mse_scale,
         base_model=ex.base_model,
+        **templates,
     )
 
     rows = load_rows(config.data)

@@ -40,6 +40,7 @@ class TeachConfig:
     price_in_per_mtok: float | None = None  # USD per million input tokens (overrides the table)
     price_out_per_mtok: float | None = None  # USD per million output tokens
     limit: int | None = None  # only the first N rows (to try a teacher)
+    oracle_context: float = 0.8  # toyworld: share of explanations with the context feature
     cache: str | None = None  # SQLite cache file (default: DIR/teacher_cache.sqlite)
 
 
@@ -61,7 +62,9 @@ def _results_table(rows: pa.Table, results: list[dict]) -> pa.Table:
     )
 
 
-def oracle_explanations(data_dir: str, spec: str, rows: pa.Table) -> list[dict]:
+def oracle_explanations(
+    data_dir: str, spec: str, rows: pa.Table, context_rate: float = 0.8
+) -> list[dict]:
     """The toy world's oracle explanation of every row (true by construction)."""
     from nlakit.toyworld.oracle import explain_record, oracle_rng
     from nlakit.toyworld.world import World
@@ -88,14 +91,16 @@ def oracle_explanations(data_dir: str, spec: str, rows: pa.Table) -> list[dict]:
             raise NLAKitError(
                 f"{world.path}: no document {doc_id}; was {data_dir} extracted from this world?"
             )
-        records = records_of.setdefault(doc_id, oracle.records(docs[doc_id]))
+        if doc_id not in records_of:
+            records_of[doc_id] = oracle.records(docs[doc_id])
+        records = records_of[doc_id]
         record = records[position] if position < len(records) else None
         if record is None or record.token != token:
             raise NLAKitError(
                 f"doc {doc_id} position {position}: the extraction's token {token!r} is not the "
                 f"world tokenizer's {getattr(record, 'token', None)!r}; extract with the world's model."
             )
-        text = explain_record(record, oracle_rng(world.seed, doc_id, position))
+        text = explain_record(record, oracle_rng(world.seed, doc_id, position), context_rate)
         out.append(
             {
                 "explanation": text,
@@ -116,7 +121,7 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
         rows = rows.slice(0, config.limit)
     start = time.perf_counter()
     if config.teacher == "toyworld" or config.teacher.startswith("toyworld:"):
-        results = oracle_explanations(config.data, config.teacher, rows)
+        results = oracle_explanations(config.data, config.teacher, rows, config.oracle_context)
         report = {
             "teacher": config.teacher,
             "requests": rows.num_rows,

@@ -68,7 +68,7 @@ SIZES: dict[str, dict] = {
         n_docs=6000,
         vocab_size=2000,
         tokenizer_explanations=2000,
-        lm=LMConfig(hidden_size=128, num_layers=4, steps=400, batch_size=32),
+        lm=LMConfig(hidden_size=128, num_layers=4, steps=300, batch_size=32),
     ),
 }
 

@@ -162,9 +162,8 @@ def char_owners(doc: Document) -> list[int]:
     return owners
 
 
-def token_kind(doc: Document, owners: list[int], start: int, end: int) -> str:
+def token_kind(doc: Document, owners: list[int], text: str, start: int, end: int) -> str:
     """A token's kind: the kind of the span holding its first non-space character."""
-    text = doc.text
     pos = start
     while pos < end - 1 and text[pos] == " ":
         pos += 1
@@ -176,15 +175,23 @@ def token_records(doc: Document, offsets: list[tuple[int, int]]) -> list[TokenRe
     (tokens with an empty span, such as an added BOS, get None)."""
     owners = char_owners(doc)
     text = doc.text
-    kinds = [token_kind(doc, owners, s, e) if e > s else None for s, e in offsets]
+    kinds = [token_kind(doc, owners, text, s, e) if e > s else None for s, e in offsets]
+    # The kind of the nearest real token after / before each token (one pass each).
+    following, previous = [None] * len(kinds), [None] * len(kinds)
+    seen = "end"
+    for i in range(len(kinds) - 1, -1, -1):
+        following[i] = seen
+        seen = kinds[i] or seen
+    seen = None
+    for i, kind in enumerate(kinds):
+        previous[i] = seen
+        seen = kind or seen
     records: list[TokenRecord | None] = []
     for i, (start, end) in enumerate(offsets):
         if end <= start:
             records.append(None)
             continue
         span = doc.spans[owners[end - 1]]
-        following = next((k for k in kinds[i + 1 :] if k is not None), "end")
-        previous = next((k for k in reversed(kinds[:i]) if k is not None), None)
         records.append(
             TokenRecord(
                 genre=doc.genre,
@@ -193,11 +200,11 @@ def token_records(doc: Document, offsets: list[tuple[int, int]]) -> list[TokenRe
                 tone=doc.tone,
                 section=span.section,
                 role=span.role,
-                next_kind=following,
+                next_kind=following[i],
                 token=text[start:end],
                 context=text[max(0, end - 60) : end],
-                after_number=previous == "number",
-                end_of_line=following in ("newline", "end"),
+                after_number=previous[i] == "number",
+                end_of_line=following[i] in ("newline", "end"),
                 in_quote=span.in_quote,
                 in_code_string=span.in_code_string,
                 speaker=span.speaker,

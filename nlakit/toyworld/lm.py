@@ -23,7 +23,7 @@ class LMConfig:
     arch: str = "llama"  # llama or qwen3
     hidden_size: int = 128  # d_model
     num_layers: int = 4  # decoder blocks
-    steps: int = 400  # optimiser steps
+    steps: int = 300  # optimiser steps
     batch_size: int = 32  # documents per step
     lr: float = 3e-3  # peak AdamW learning rate (cosine decay after warm-up)
     warmup: int = 30  # warm-up steps

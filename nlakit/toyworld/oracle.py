@@ -73,8 +73,9 @@ def _flags(record: TokenRecord) -> str:
     return "".join(f", {f}" for f in flags[:2])
 
 
-def explain_record(record: TokenRecord, rng: random.Random) -> str:
-    """The oracle's explanation of one token, from its latent record."""
+def explain_record(record: TokenRecord, rng: random.Random, context_rate: float = 0.8) -> str:
+    """The oracle's explanation of one token, from its latent record; the context
+    feature appears in a share `context_rate` of explanations."""
     topic_alias = rng.choice(TOPICS[record.genre][record.topic])
     tone = rng.choice(TONE_WORDS[record.tone])
     line1 = rng.choice(_GENRE_LINES[record.genre]).format(
@@ -92,7 +93,7 @@ def explain_record(record: TokenRecord, rng: random.Random) -> str:
         + rng.choice(_NEXT_LINES).format(N=rng.choice(CONTINUATIONS[record.next_kind]))
     )
     lines = [line1]
-    if rng.random() < 0.8:
+    if rng.random() < context_rate:
         lines.append(
             rng.choice(_CONTEXT_LINES).format(
                 S=rng.choice(SECTIONS[record.section]), C=context_quote(record.context)
@@ -118,7 +119,9 @@ class Oracle:
         enc = self.tokenizer(doc.text, add_special_tokens=True, return_offsets_mapping=True)
         return token_records(doc, [tuple(o) for o in enc["offset_mapping"]])
 
-    def explain(self, doc: Document, position: int) -> tuple[str, TokenRecord]:
+    def explain(
+        self, doc: Document, position: int, context_rate: float = 0.8
+    ) -> tuple[str, TokenRecord]:
         """(explanation, latent record) for the token at `position` (an index into the
         ids of `tokenizer(doc.text, add_special_tokens=True)`)."""
         records = self.records(doc)
@@ -128,7 +131,8 @@ class Oracle:
                 f"(valid: 1..{len(records) - 1})"
             )
         record = records[position]
-        return explain_record(record, oracle_rng(self.seed, doc.doc_id, position)), record
+        rng = oracle_rng(self.seed, doc.doc_id, position)
+        return explain_record(record, rng, context_rate), record
 
 
 _PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+")

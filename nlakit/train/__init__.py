@@ -1,0 +1,1 @@
+"""Training: warm-start SFT of the AV and the AR, then GRPO RL with a live AR."""

@@ -1,0 +1,124 @@
+"""Step checkpoints: `RUN/step_000123/`, written atomically, enough to resume exactly.
+
+A checkpoint holds, per trained module, its *trainable* parameters
+(`{name}.safetensors`: the full weights for a full fine-tune, the adapters for
+LoRA — frozen weights are rebuilt from the run's starting checkpoint), each
+optimizer and scheduler state, the RNG states and `state.json` (the step, the data
+sampler positions, counters). It is written to a temporary directory and renamed
+into place, so a crash leaves either the whole checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nlakit.errors import CheckpointError
+
+_STEP = re.compile(r"^step_(\d{6,})$")
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().cpu().contiguous() for n, p in module.named_parameters() if p.requires_grad
+    }
+
+
+def load_trainable(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    expected = {n for n, p in module.named_parameters() if p.requires_grad}
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors))[:3], sorted(set(tensors) - expected)[:3]
+        raise CheckpointError(
+            f"{where}: does not fit this run's trainable parameters (missing {missing}, "
+            f"unexpected {extra}); resume with the settings the run was started with."
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            module.get_parameter(name).copy_(value)
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    state.update({f"gen_{k}": g.get_state() for k, g in generators.items()})
+    return state
+
+
+def restore_rng(state: dict[str, torch.Tensor], generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    for k, g in generators.items():
+        g.set_state(state[f"gen_{k}"])
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    modules: dict,
+    optimizers: dict,
+    schedulers: dict,
+    state: dict,
+    generators: dict | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write `RUN/step_{step}/` atomically; keep only the newest `keep` checkpoints."""
+    run_dir = Path(run_dir)
+    final = run_dir / step_name(step)
+    tmp = run_dir / f".{step_name(step)}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, module in modules.items():
+        save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
+    for name, optimizer in optimizers.items():
+        torch.save(optimizer.state_dict(), tmp / f"{name}.optimizer.pt")
+    for name, scheduler in schedulers.items():
+        torch.save(scheduler.state_dict(), tmp / f"{name}.scheduler.pt")
+    torch.save(rng_state(generators or {}), tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    if keep is not None:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.is_dir() and _STEP.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(
+    path: Path, modules: dict, optimizers: dict, schedulers: dict, generators: dict | None = None
+) -> dict:
+    """Restore everything `save_checkpoint` wrote; returns `state.json`."""
+    for name, module in modules.items():
+        load_trainable(module, load_file(str(path / f"{name}.safetensors")), str(path / name))
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(torch.load(path / f"{name}.optimizer.pt", weights_only=True))
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(torch.load(path / f"{name}.scheduler.pt", weights_only=True))
+    restore_rng(torch.load(path / "rng.pt", weights_only=True), generators or {})
+    return json.loads((path / "state.json").read_text())

@@ -1,0 +1,174 @@
+"""Training data: the tables `nlakit build` writes, as batches for the AV and the AR.
+
+All AV prompts are the same rendered template, so an AV batch is
+`[prompt | response | padding]` with the response starting at the same position in
+every row; `response_logprobs` reads the model's log-probs of the response tokens
+only (the LM head runs on the response positions alone). Batches come from a
+`BatchSampler`: a seeded permutation per epoch, grouped by length, whose position
+(epoch, batch) is saved in checkpoints so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from nlakit.errors import NLAKitError
+from nlakit.meta import DatasetMeta, read_meta
+from nlakit.train.losses import token_logprobs
+
+
+@dataclass
+class Table:
+    """One training table: its rows (without vectors), vectors `[n, d]` and sidecar."""
+
+    path: Path
+    meta: DatasetMeta
+    columns: dict[str, list]
+    vectors: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+
+def load_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> Table:
+    """A table and its vectors (fp32), checking the sidecar agrees with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise NLAKitError(f"{path}: no such table; build the tables with `nlakit build`.")
+    meta = read_meta(path)
+    if not isinstance(meta, DatasetMeta):
+        raise NLAKitError(f"{meta.source}: expected a dataset sidecar (kind nla_dataset).")
+    table = pq.read_table(path, columns=["activation_vector", *columns])
+    if table.num_rows != meta.row_count:
+        raise NLAKitError(f"{path}: {table.num_rows} rows, its sidecar says {meta.row_count}.")
+    if table.num_rows == 0:
+        raise NLAKitError(f"{path}: the table is empty; build it from more data.")
+    column = table["activation_vector"].combine_chunks()
+    width = column.type.list_size
+    if width != meta.d_model:
+        raise NLAKitError(
+            f"{path}: vectors of width {width}, the sidecar's d_model is {meta.d_model}."
+        )
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    vectors = torch.from_numpy(flat.reshape(table.num_rows, width))
+    return Table(path, meta, {c: table[c].to_pylist() for c in columns}, vectors)
+
+
+def _templated_response(av, text: str, stops: set[int]) -> list[int]:
+    """The response's ids as the chat template writes an assistant turn, cut after
+    the first stop token (plain text + a stop token if the template disagrees)."""
+    prompt = av.prompt_ids
+    messages = [
+        {"role": "user", "content": _prompt_content(av)},
+        {"role": "assistant", "content": text},
+    ]
+    full = av.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    ids = (
+        full[len(prompt) :]
+        if full[: len(prompt)] == prompt
+        else av.tokenizer(text, add_special_tokens=False)["input_ids"]
+    )
+    cut = next((i for i, t in enumerate(ids) if t in stops), None)
+    return ids[: cut + 1] if cut is not None else [*ids, min(stops)]
+
+
+def response_ids(av, responses: list[str]) -> list[list[int]]:
+    """Token ids of each AV response as the chat template writes an assistant turn,
+    ending with its stop token (the SFT targets).
+
+    Rendering the template row by row is slow, so the texts are tokenized in one
+    batch and the end-of-turn ids appended; a sample of rows is checked against the
+    template, and a template that disagrees is rendered row by row."""
+    from nlakit.generation import stop_token_ids
+
+    stops = set(stop_token_ids(av))
+    if not responses:
+        return []
+    reference = [_templated_response(av, text, stops) for text in responses[:8]]
+    tail_start = len(av.tokenizer(responses[0], add_special_tokens=False)["input_ids"])
+    tail = reference[0][tail_start:]
+    batch = av.tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    fast = [[*ids, *tail] for ids in batch]
+    if fast[: len(reference)] == reference:
+        return fast
+    return [_templated_response(av, text, stops) for text in responses]
+
+
+def _prompt_content(av) -> str:
+    from nlakit.meta import av_prompt_content
+
+    return av_prompt_content(av.meta.av_template, av.meta.tokens.injection_char)
+
+
+def pad_responses(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[batch, longest]` response ids (right-padded) and their mask."""
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.float32)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.as_tensor(seq)
+        mask[i, : len(seq)] = 1
+    return ids, mask
+
+
+def response_logprobs(
+    av, vectors: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor, forward=None
+) -> torch.Tensor:
+    """The AV's log-probs `[batch, R]` of `responses` after the injected prompt
+    (`forward` is the AV itself or its DDP wrapper)."""
+    n, width = responses.shape
+    prompt = av.prompt_batch(n)
+    ids = torch.cat([prompt, responses.to(prompt.device)], dim=1)
+    attention = torch.cat([torch.ones_like(prompt), mask.to(prompt.device).long()], dim=1)
+    out = (forward or av)(
+        ids, vectors.to(prompt.device), attention_mask=attention, logits_to_keep=width + 1
+    )
+    return token_logprobs(out.logits[:, :-1], ids[:, -width:])
+
+
+class BatchSampler:
+    """Deterministic batches: per epoch a permutation seeded by (seed, epoch), cut into
+    windows of `bucket` batches that are sorted by length, then shuffled as batches.
+
+    `state()`/`load_state()` give the position (epoch, batch) for checkpoints."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket: int = 32):
+        if len(lengths) < batch_size:
+            raise NLAKitError(f"batch size {batch_size} exceeds the {len(lengths)} rows available")
+        self.lengths, self.batch_size, self.seed, self.bucket = lengths, batch_size, seed, bucket
+        self.epoch, self.index = 0, 0
+        self._batches = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        window = self.batch_size * self.bucket
+        batches = []
+        for start in range(0, len(order) - self.batch_size + 1, window):
+            chunk = sorted(order[start : start + window].tolist(), key=lambda i: self.lengths[i])
+            batches += [
+                chunk[i : i + self.batch_size]
+                for i in range(0, len(chunk) - self.batch_size + 1, self.batch_size)
+            ]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def next(self) -> list[int]:
+        if self.index >= len(self._batches):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._batches = self._epoch_batches(self.epoch)
+        batch = self._batches[self.index]
+        self.index += 1
+        return batch
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = self._epoch_batches(self.epoch)

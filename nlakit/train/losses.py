@@ -1,0 +1,95 @@
+"""The math of training, as small pure functions (each unit-tested).
+
+Shapes: `[batch, seq]` for per-token quantities, `[batch]` per sequence, `[n, d]`
+for vectors. Masks are 1 on tokens that count (the response), 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nlakit.metrics import mse_nrm
+
+FAILED_REWARD = -2.0  # the reward of an orthogonal reconstruction: mse_nrm = 2
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Log-probability `[batch, seq]` of each target under logits `[batch, seq, vocab]`
+    (position t's logits predict target t), computed in fp32."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def masked_mean(
+    values: torch.Tensor, mask: torch.Tensor, total: float | None = None
+) -> torch.Tensor:
+    """Σ values·mask / Σ mask (or / `total`, a token count shared across ranks)."""
+    denominator = mask.sum() if total is None else torch.as_tensor(total, dtype=values.dtype)
+    return (values * mask).sum() / denominator.clamp_min(1)
+
+
+def response_ce(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, total: float | None = None
+) -> torch.Tensor:
+    """Cross-entropy on the response tokens only (the AV's SFT loss)."""
+    return masked_mean(-token_logprobs(logits, targets), mask, total)
+
+
+def ar_loss(pred: torch.Tensor, gold: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Mean mse_nrm between predicted and gold vectors (the AR's loss)."""
+    return mse_nrm(pred, gold, scale).mean()
+
+
+def rewards(
+    mse: torch.Tensor, n_tokens: torch.Tensor, finished: torch.Tensor, length_penalty: float
+) -> torch.Tensor:
+    """`-mse_nrm - λ·n_tokens` per sample `[n]`; `FAILED_REWARD` where the sample has no
+    complete explanation (missing closing tag, or cut at the length cap)."""
+    value = -mse - length_penalty * n_tokens.to(mse.dtype)
+    return torch.where(finished, value, torch.full_like(value, FAILED_REWARD))
+
+
+def group_advantages(reward: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO advantages `[n]`: rewards normalised within consecutive groups of
+    `group_size` samples of the same activation (mean 0, unit std per group)."""
+    grouped = reward.view(-1, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    std = grouped.std(dim=1, keepdim=True, unbiased=False)
+    return (centred / (std + eps)).view(-1)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(policy ‖ reference): e^(r−p) − (r−p) − 1 ≥ 0."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Per-token PPO/GRPO objective to *minimise*: −min(ρA, clip(ρ, 1±ε)A),
+    with ρ = exp(logp − old_logp) and the sequence's advantage `[batch]` broadcast."""
+    ratio = torch.exp(logp - old_logp)
+    adv = advantage.unsqueeze(-1)
+    return -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+
+
+def grpo_loss(
+    logp,
+    old_logp,
+    ref_logp,
+    advantage,
+    mask,
+    clip_eps: float,
+    kl_coef: float,
+    total: float | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """The AV's RL loss (token mean over the batch) and its parts for logging."""
+    surrogate = clipped_surrogate(logp, old_logp, advantage, clip_eps)
+    kl = kl_k3(logp, ref_logp)
+    loss = masked_mean(surrogate + kl_coef * kl, mask, total)
+    with torch.no_grad():
+        ratio = torch.exp(logp - old_logp)
+        clipped = ((ratio - 1).abs() > clip_eps).float()
+        parts = {"kl": float(masked_mean(kl, mask)), "clip_frac": float(masked_mean(clipped, mask))}
+    return loss, parts

@@ -1,0 +1,181 @@
+"""The trained modules: where an AV or AR starts, LoRA, the optimiser, and export.
+
+A run starts from a *target model* (a fresh AV/AR made from it at layer K, with the
+sidecar of the training tables) or from an *NLA checkpoint* (an AV or AR directory
+in the released layout, e.g. the output of SFT). With `lora_rank > 0` the decoder
+gets LoRA (or rsLoRA) adapters through `peft` and only those — and the AR's value
+head — train. `export_av` / `export_ar` write the released layout with adapters
+merged.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nlakit.errors import MetaError
+from nlakit.meta import DatasetMeta, ModelMeta, with_role
+from nlakit.models import (
+    ActivationReconstructor,
+    ActivationVerbalizer,
+    load_causal_lm,
+    local_dir,
+)
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 0  # 0 = full fine-tune
+    alpha: float = 16.0
+    targets: str = "all-linear"  # comma-separated module names, or all-linear
+    rslora: bool = False
+
+
+def meta_for(tables: DatasetMeta, role: str) -> ModelMeta:
+    """A model sidecar from the training tables' sidecar."""
+    ex = tables.extraction
+    meta = ModelMeta(
+        role="av",
+        d_model=ex.d_model,
+        tokens=tables.tokens,
+        av_template=tables.av_template,
+        ar_template=tables.ar_template,
+        injection_scale=ex.injection_scale,
+        mse_scale=ex.mse_scale,
+        layer_index=ex.layer_index,
+        base_model=ex.base_model,
+    )
+    return with_role(meta, role) if role == "ar" else meta
+
+
+def is_nla_checkpoint(path: str | os.PathLike, role: str) -> bool:
+    from nlakit.meta import read_meta
+
+    p = Path(path)
+    if not (p / "nla_meta.yaml").is_file():
+        return False
+    meta = read_meta(p)
+    return isinstance(meta, ModelMeta) and meta.role == role
+
+
+def start_av(init: str, tables: DatasetMeta, device, dtype) -> ActivationVerbalizer:
+    """An AV from an AV checkpoint, or a fresh one from a target model."""
+    if is_nla_checkpoint(init, "av"):
+        return ActivationVerbalizer.from_pretrained(init, device=device, dtype=dtype)
+    model, tokenizer = load_causal_lm(local_dir(init), device, dtype)
+    return ActivationVerbalizer.from_base(model, tokenizer, tables.layer, meta_for(tables, "av"))
+
+
+def start_ar(init: str, tables: DatasetMeta, device, dtype) -> ActivationReconstructor:
+    """An AR from an AR checkpoint, or a fresh one (blocks 0..K) from a target model."""
+    if is_nla_checkpoint(init, "ar"):
+        return ActivationReconstructor.from_pretrained(init, device=device, dtype=dtype)
+    model, tokenizer = load_causal_lm(local_dir(init), device, dtype)
+    return ActivationReconstructor.from_base(model, tokenizer, tables.layer, meta_for(tables, "ar"))
+
+
+def _lora_config(settings: LoraSettings):
+    from peft import LoraConfig
+
+    targets = settings.targets
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        target_modules=targets,
+        lora_dropout=0.0,
+        use_rslora=settings.rslora,
+        bias="none",
+    )
+
+
+def add_lora_av(av: ActivationVerbalizer, settings: LoraSettings) -> None:
+    """Adapters on the AV's decoder; everything else frozen."""
+    if settings.rank > 0:
+        from peft import get_peft_model
+
+        av.model = get_peft_model(av.model, _lora_config(settings))
+
+
+def add_lora_ar(ar: ActivationReconstructor, settings: LoraSettings) -> None:
+    """Adapters on the AR's backbone; the value head stays fully trainable."""
+    if settings.rank > 0:
+        from peft import get_peft_model
+
+        ar.backbone = get_peft_model(ar.backbone, _lora_config(settings))
+        ar.value_head.requires_grad_(True)
+
+
+def has_adapters(module: torch.nn.Module) -> bool:
+    return hasattr(module, "disable_adapter") and hasattr(module, "merge_and_unload")
+
+
+def optimizer_for(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+
+
+def cosine_schedule(optimizer, warmup: int, steps: int):
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, warmup, max(steps, warmup + 1))
+
+
+def clip_gradients(module: torch.nn.Module, max_norm: float) -> tuple[float, bool]:
+    """Clip the gradient norm; (norm before clipping, whether every gradient is finite)."""
+    params = [p for p in module.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.tensor(0.0)
+    return float(norm), bool(torch.isfinite(norm))
+
+
+def export_av(av: ActivationVerbalizer, out: str | os.PathLike) -> Path:
+    """The AV in the released layout (adapters merged into a copy)."""
+    model = av.model
+    if has_adapters(model):
+        model = copy.deepcopy(model).merge_and_unload()
+    return ActivationVerbalizer(model, av.tokenizer, av.meta).save_pretrained(out)
+
+
+def export_ar(ar: ActivationReconstructor, out: str | os.PathLike) -> Path:
+    """The AR in the released layout (adapters merged into a copy)."""
+    backbone = ar.backbone
+    if has_adapters(backbone):
+        backbone = copy.deepcopy(backbone).merge_and_unload()
+    head = copy.deepcopy(ar.value_head)
+    exported = ActivationReconstructor(backbone, head, ar.tokenizer, ar.meta, ar.final_norm_state)
+    return exported.save_pretrained(out)
+
+
+def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    copied = copy.deepcopy(module).eval()
+    copied.requires_grad_(False)
+    return copied
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPU; a no-op on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def param_count(module: torch.nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in module.parameters())
+    return total, sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def check_agrees(module, tables: DatasetMeta) -> None:
+    """The model and the tables must read the same layer of the same-width model."""
+    meta = module.meta
+    if meta.layer is not None and meta.layer != tables.layer:
+        raise MetaError(
+            f"{meta.source}: the checkpoint reads layer {meta.layer}, the tables "
+            f"layer {tables.layer}; use tables extracted at the same layer."
+        )
+    if meta.d_model != tables.d_model:
+        raise MetaError(
+            f"{meta.source}: d_model {meta.d_model}, the tables {tables.d_model}; "
+            "these tables come from another model."
+        )

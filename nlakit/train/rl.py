@@ -1,0 +1,277 @@
+"""GRPO: the AV learns to write explanations the AR can reconstruct the activation from.
+
+    nlakit rl --data TABLES --av RUN/av_sft/av --ar RUN/ar_sft/ar --out RUN/rl
+    torchrun --nproc_per_node 8 -m nlakit rl ...          # data-parallel
+
+Each step, top to bottom:
+
+1. sample: B activations from `rl.parquet`, G explanations each from the batched
+   sampler (temperature 1, top-p 1, top-k 0 by default), trimmed at the first EOS;
+2. score: reward `-mse_nrm(AR(explanation), v) - λ·n_tokens` with the live AR and
+   the true per-sample lengths; `-2` for a sample without a closing tag or cut at
+   the length cap;
+3. advantages: normalised within each activation's group of G;
+4. update the AV: clipped surrogate on per-token log-probs plus a k3 KL penalty to
+   the frozen SFT AV (with LoRA, the AV with its adapters switched off *is* that
+   reference: no second copy); a step whose gradients are not finite is skipped;
+5. update the AR on the on-policy explanations (unless `freeze_ar`);
+6. log (`metrics.jsonl`, timings of each phase), evaluate every `eval_every`
+   steps, checkpoint every `save_every` steps.
+
+One update per batch of samples, so the "old" policy of the ratio is the current
+one (ratio 1 at the update; the clip guards larger `lr`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from nlakit.errors import NLAKitError
+from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.meta import check_pair
+from nlakit.metrics import FVEBaseline, fve, mse_nrm
+from nlakit.models import ActivationVerbalizer
+from nlakit.train import checkpoint as ckpt
+from nlakit.train import modules as M
+from nlakit.train.data import BatchSampler, load_table, pad_responses, response_logprobs
+from nlakit.train.distributed import init_distributed, shutdown, wrap
+from nlakit.train.evaluation import evaluate_pair
+from nlakit.train.logger import RunLogger
+from nlakit.train.losses import ar_loss, group_advantages, grpo_loss, rewards
+
+
+@dataclass
+class RLConfig:
+    data: str  # tables directory written by `nlakit build`
+    av: str  # AV to start from (e.g. the SFT output RUN/av_sft/av)
+    ar: str  # AR to start from (e.g. RUN/ar_sft/ar)
+    out: str  # run directory
+    steps: int = 200  # RL steps
+    batch_size: int = 8  # activations per step (global, over all ranks)
+    group_size: int = 8  # explanations sampled per activation (G)
+    max_new_tokens: int = 120  # length cap of a sample
+    temperature: float = 1.0  # sampling temperature (training and evaluation)
+    top_p: float = 1.0
+    top_k: int = 0
+    length_penalty: float = 0.0  # λ, reward per token
+    kl_coef: float = 0.05  # β of the k3 KL penalty to the SFT AV
+    clip_eps: float = 0.2  # ε of the clipped surrogate
+    lr: float = 1e-5  # AV learning rate
+    ar_lr: float = 1e-4  # AR learning rate
+    freeze_ar: bool = False  # keep the AR fixed instead of co-training it
+    warmup: int = 10  # warm-up steps
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    update_batch: int = 64  # samples per forward/backward chunk
+    lora_rank: int = 0  # 0 = full fine-tune (a frozen copy is the KL reference)
+    lora_alpha: float = 16.0
+    lora_targets: str = "all-linear"
+    rslora: bool = False
+    eval_every: int = 50  # steps between held-out evaluations (0 = only at the end)
+    eval_rows: int = 128  # held-out activations per evaluation
+    save_every: int = 50  # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2
+    seed: int = 0
+    resume: bool = False  # continue from the newest checkpoint in `out`
+    device: str | None = None
+    dtype: str | None = None
+    tensorboard: bool = False
+    wandb: bool = False
+    progress: bool = True
+
+
+def _reference(av: ActivationVerbalizer):
+    """The frozen SFT policy: the adapter-less AV (LoRA) or a frozen copy."""
+    if M.has_adapters(av.model):
+        return lambda: av.model.disable_adapter(), av
+    return contextlib.nullcontext, ActivationVerbalizer(
+        M.frozen_copy(av.model), av.tokenizer, av.meta
+    )
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def rl(config: RLConfig) -> dict:
+    """Run (or resume) GRPO; returns the last held-out evaluation."""
+    ctx = init_distributed(config.device)
+    tables, out = Path(config.data), Path(config.out)
+    if config.batch_size % ctx.world:
+        raise NLAKitError(f"batch_size {config.batch_size} must divide over {ctx.world} ranks")
+    table = load_table(tables / "rl.parquet")
+    held_out = load_table(tables / "eval.parquet").vectors[: config.eval_rows]
+    baseline = FVEBaseline.load(tables / "baseline.json")
+    torch.manual_seed(config.seed)
+    av = M.start_av(config.av, table.meta, ctx.device, config.dtype)
+    ar = M.start_ar(config.ar, table.meta, ctx.device, config.dtype)
+    check_pair(av.meta, ar.meta)
+    M.check_agrees(av, table.meta)
+    lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
+    M.add_lora_av(av, lora)
+    M.add_lora_ar(ar, lora)
+    reference_mode, reference = _reference(av)
+    av.train()
+    ar.train()
+    av_step, ar_step = wrap(av, ctx), wrap(ar, ctx)
+    av_opt = M.optimizer_for(av, config.lr, config.weight_decay)
+    av_sched = M.cosine_schedule(av_opt, config.warmup, config.steps)
+    ar_opt = M.optimizer_for(ar, config.ar_lr, config.weight_decay)
+    modules, opts, scheds = {"av": av, "ar": ar}, {"av": av_opt, "ar": ar_opt}, {"av": av_sched}
+    sampler = BatchSampler([1] * len(table), config.batch_size, config.seed)
+    generator = torch.Generator(device=ctx.device).manual_seed(config.seed * 1000 + ctx.rank)
+    sampling = SamplingConfig(
+        config.temperature,
+        config.top_p,
+        config.top_k,
+        config.max_new_tokens,
+        batch_size=config.update_batch,
+    )
+    logger = RunLogger(
+        out, ctx.main, config.tensorboard, config.wandb, dataclasses.asdict(config), "nlakit-rl"
+    )
+    step, skipped = 0, 0
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None and not config.resume:
+        raise NLAKitError(
+            f"{out}: holds a run already ({latest.name}); pass --resume to "
+            "continue it, or choose another --out."
+        )
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest, modules, opts, scheds, {"sampling": generator})
+        step, skipped = state["step"], state["skipped_steps"]
+        sampler.load_state(state["sampler"])
+    logger.truncate_after(step)
+    G, scale = config.group_size, ar.meta.mse_scale_value
+    bar = tqdm(
+        total=config.steps, initial=step, desc="rl", disable=not (config.progress and ctx.main)
+    )
+    last_eval: dict = {}
+    while step < config.steps:
+        # 1. sample --------------------------------------------------------------------
+        t0 = time.perf_counter()
+        vectors = table.vectors[ctx.shard(sampler.next())].repeat_interleave(G, dim=0)
+        av.eval()
+        samples = sample_explanations(av, vectors, sampling, generator)
+        av.train()
+        t1 = time.perf_counter()
+        # 2. score ---------------------------------------------------------------------
+        finished = torch.tensor([s.finished for s in samples])
+        lengths = torch.tensor([s.n_tokens for s in samples], dtype=torch.float32)
+        texts = [s.explanation or "" for s in samples]
+        with torch.no_grad():
+            pred = ar.reconstruct(texts)
+        mse = mse_nrm(pred, vectors, scale)
+        reward = rewards(mse, lengths, finished, config.length_penalty)
+        advantage = group_advantages(reward, G)
+        t2 = time.perf_counter()
+        # 3. update the AV -------------------------------------------------------------
+        responses, mask = pad_responses([s.token_ids for s in samples], av.tokenizer.pad_token_id)
+        total = ctx.global_sum(float(mask.sum())) / ctx.world  # DDP averages over ranks
+        kl_sum = clip_sum = loss_sum = 0.0
+        for part in _chunks(len(samples), config.update_batch):
+            with torch.no_grad(), reference_mode():
+                ref_logp = response_logprobs(reference, vectors[part], responses[part], mask[part])
+            with M.autocast(ctx.device):
+                logp = response_logprobs(av, vectors[part], responses[part], mask[part], av_step)
+                m = mask[part].to(logp.device)
+                loss, parts = grpo_loss(
+                    logp,
+                    logp.detach(),
+                    ref_logp,
+                    advantage[part].to(logp.device),
+                    m,
+                    config.clip_eps,
+                    config.kl_coef,
+                    total,
+                )
+            loss.backward()
+            weight = float(m.sum()) / max(float(mask.sum()), 1.0)
+            kl_sum += parts["kl"] * weight
+            clip_sum += parts["clip_frac"] * weight
+            loss_sum += loss.detach().item()
+        av_norm, av_finite = M.clip_gradients(av, config.max_grad_norm)
+        if ctx.any_over_ranks(not av_finite):
+            skipped += 1
+        else:
+            av_opt.step()
+        av_opt.zero_grad(set_to_none=True)
+        av_sched.step()
+        # 4. update the AR on the on-policy explanations ----------------------------------
+        ar_loss_value = float("nan")
+        usable = [i for i, s in enumerate(samples) if s.finished]
+        n_usable = ctx.global_sum(len(usable))
+        if not config.freeze_ar and n_usable > 0:
+            # Weighted so that DDP's average over ranks is the mean over all usable
+            # samples; a rank without any still joins the backward, with weight 0.
+            weight = len(usable) / (n_usable / ctx.world)
+            rows = usable or [0]
+            with M.autocast(ctx.device):
+                enc = ar.tokenize([texts[i] for i in rows])
+                loss = ar_loss(ar_step(**enc), vectors[rows].to(ar.device), scale)
+                (loss * weight).backward()
+            _, ar_finite = M.clip_gradients(ar, config.max_grad_norm)
+            if not ctx.any_over_ranks(not ar_finite):
+                ar_opt.step()
+            ar_opt.zero_grad(set_to_none=True)
+            ar_loss_value = loss.item()
+        step += 1
+        t3 = time.perf_counter()
+        # 5. log, evaluate, checkpoint ---------------------------------------------------
+        metrics = {
+            "reward": ctx.mean_over_ranks(float(reward.mean())),
+            "mse_nrm": ctx.mean_over_ranks(float(mse.mean())),
+            "fve": fve(mse, baseline),
+            "mean_tokens": float(lengths.mean()),
+            "finished": float(finished.float().mean()),
+            "kl": kl_sum,
+            "clip_frac": clip_sum,
+            "loss": loss_sum,
+            "ar_loss": ar_loss_value,
+            "grad_norm": av_norm,
+            "lr": av_sched.get_last_lr()[0],
+            "skipped_steps": skipped,
+            "seconds_generate": t1 - t0,
+            "seconds_score": t2 - t1,
+            "seconds_update": t3 - t2,
+        }
+        evaluate_now = (config.eval_every and step % config.eval_every == 0) or step == config.steps
+        if evaluate_now and ctx.main:
+            result, _ = evaluate_pair(av, ar, held_out, baseline, sampling, config.seed)
+            last_eval = {f"eval_{k}": v for k, v in result.items()}
+            metrics.update(last_eval)
+        logger.log(step, metrics)
+        bar.update(1)
+        bar.set_postfix(
+            reward=f"{metrics['reward']:.3f}",
+            fve=f"{metrics['fve']:.3f}",
+            tokens=f"{metrics['mean_tokens']:.0f}",
+            kl=f"{kl_sum:.4f}",
+        )
+        if (config.save_every and step % config.save_every == 0) or step == config.steps:
+            if ctx.main:
+                ckpt.save_checkpoint(
+                    out,
+                    step,
+                    modules,
+                    opts,
+                    scheds,
+                    {"sampler": sampler.state(), "skipped_steps": skipped},
+                    {"sampling": generator},
+                    keep=config.keep_checkpoints,
+                )
+            ctx.barrier()
+    bar.close()
+    if ctx.main:
+        M.export_av(av, out / "av")
+        M.export_ar(ar, out / "ar")
+    logger.close()
+    shutdown(ctx)
+    return last_eval

@@ -1,0 +1,246 @@
+"""Warm-start SFT of the AV (cross-entropy on the response) and of the AR (mse_nrm).
+
+    nlakit sft ar --data TABLES --out RUN/ar_sft [--model TARGET] [--lora-rank 16]
+    nlakit sft av --data TABLES --out RUN/av_sft
+    torchrun --nproc_per_node 2 -m nlakit sft av ...        # data-parallel
+
+The AV learns to write the teacher's explanation of an injected activation
+(`av_sft.parquet`); the AR learns to predict the activation from the explanation
+(`ar_sft.parquet`, value head starting at the identity). AdamW with a cosine
+schedule after warm-up, gradient accumulation and clipping, bf16 autocast on GPU,
+length-bucketed batches, held-out evaluation every `eval_every` steps (loss; for
+the AR also FVE against `baseline.json`), step checkpoints, and at the end the
+model in the released layout at `RUN/av` or `RUN/ar`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from nlakit.errors import NLAKitError
+from nlakit.metrics import FVEBaseline, fve
+from nlakit.train import checkpoint as ckpt
+from nlakit.train import modules as M
+from nlakit.train.data import (
+    BatchSampler,
+    load_table,
+    pad_responses,
+    response_ids,
+    response_logprobs,
+)
+from nlakit.train.distributed import init_distributed, shutdown, wrap
+from nlakit.train.logger import RunLogger
+from nlakit.train.losses import ar_loss
+
+
+@dataclass
+class SFTConfig:
+    role: str  # av or ar
+    data: str  # tables directory written by `nlakit build`
+    out: str  # run directory
+    model: str | None = (
+        None  # start from: a target model or an NLA checkpoint (default: the tables' model)
+    )
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # rows per optimizer step (global, over all ranks)
+    grad_accum: int = 1  # micro-batches per optimizer step (per rank)
+    lr: float = 1e-4  # peak learning rate
+    warmup: int = 50  # warm-up steps
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_rank: int = 0  # 0 = full fine-tune; else LoRA rank
+    lora_alpha: float = 16.0
+    lora_targets: str = "all-linear"  # modules that get adapters
+    rslora: bool = False  # rank-stabilised LoRA scaling
+    eval_every: int = 200  # steps between held-out evaluations (0 = only at the end)
+    eval_rows: int = 256  # held-out rows per evaluation
+    save_every: int = 500  # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2  # newest step checkpoints kept
+    seed: int = 0
+    resume: bool = False  # continue from the newest checkpoint in `out`
+    device: str | None = None  # default: cuda if available
+    dtype: str | None = None  # parameter dtype (default fp32; autocast bf16 on GPU)
+    tensorboard: bool = False
+    wandb: bool = False
+    progress: bool = True
+
+
+def _check(config: SFTConfig) -> None:
+    if config.role not in ("av", "ar"):
+        raise NLAKitError(f"sft role must be 'av' or 'ar', got {config.role!r}")
+    if config.batch_size < 1 or config.grad_accum < 1 or config.steps < 1:
+        raise NLAKitError("steps, batch_size and grad_accum must be ≥ 1")
+
+
+class _Task:
+    """What differs between AV and AR SFT: the data and the loss of a micro-batch."""
+
+    def __init__(self, config: SFTConfig, model, table, ctx):
+        self.config, self.model, self.table, self.ctx = config, model, table, ctx
+        self.forward = wrap(model, ctx)
+        if config.role == "av":
+            self.targets = response_ids(model, table.columns["response"])
+            self.lengths = [len(t) for t in self.targets]
+        else:
+            self.texts = table.columns["explanation"]
+            self.lengths = [len(t) for t in self.texts]
+
+    def units(self, rows: list[int]) -> float:
+        """What a step's loss is averaged over: response tokens (AV) or rows (AR)."""
+        return float(sum(self.lengths[i] for i in rows)) if self.config.role == "av" else len(rows)
+
+    def loss_sum(self, rows: list[int]) -> torch.Tensor:
+        vectors = self.table.vectors[rows]
+        if self.config.role == "av":
+            ids, mask = pad_responses(
+                [self.targets[i] for i in rows], self.model.tokenizer.pad_token_id
+            )
+            logp = response_logprobs(self.model, vectors, ids, mask, forward=self.forward)
+            return -(logp * mask.to(logp.device)).sum()
+        enc = self.model.tokenize([self.texts[i] for i in rows])
+        pred = self.forward(**enc)
+        scale = self.model.meta.mse_scale_value
+        return ar_loss(pred, vectors.to(pred.device), scale) * len(rows)
+
+
+@torch.no_grad()
+def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | None) -> dict:
+    """Held-out loss on `eval.parquet` (for the AR also FVE and mean cosine)."""
+    from nlakit.metrics import cosine, mse_nrm
+
+    table = load_table(tables / "eval.parquet", ("response", "explanation"))
+    n = min(config.eval_rows, len(table))
+    model.eval()
+    if config.role == "av":
+        targets = response_ids(model, table.columns["response"][:n])
+        total, count = 0.0, 0.0
+        for start in range(0, n, 32):
+            ids, mask = pad_responses(targets[start : start + 32], model.tokenizer.pad_token_id)
+            logp = response_logprobs(model, table.vectors[start : min(start + 32, n)], ids, mask)
+            total += float(-(logp * mask).sum())
+            count += float(mask.sum())
+        model.train()
+        return {"eval_loss": total / count}
+    pred = model.reconstruct(table.columns["explanation"][:n])
+    gold = table.vectors[:n]
+    errors = mse_nrm(pred, gold, model.meta.mse_scale_value)
+    model.train()
+    out = {"eval_loss": float(errors.mean()), "eval_cos": float(cosine(pred, gold).mean())}
+    if baseline is not None:
+        out["eval_fve"] = fve(errors, baseline)
+    return out
+
+
+def sft(config: SFTConfig) -> dict:
+    """Run (or resume) SFT; returns the final evaluation."""
+    _check(config)
+    ctx = init_distributed(config.device)
+    tables, out = Path(config.data), Path(config.out)
+    table = load_table(
+        tables / f"{config.role}_sft.parquet",
+        ("response",) if config.role == "av" else ("explanation",),
+    )
+    init = config.model or table.meta.extraction.base_model
+    start = M.start_av if config.role == "av" else M.start_ar
+    torch.manual_seed(config.seed)
+    model = start(init, table.meta, ctx.device, config.dtype)
+    M.check_agrees(model, table.meta)
+    lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
+    (M.add_lora_av if config.role == "av" else M.add_lora_ar)(model, lora)
+    model.train()
+    task = _Task(config, model, table, ctx)
+    sampler = BatchSampler(task.lengths, config.batch_size, config.seed)
+    optimizer = M.optimizer_for(model, config.lr, config.weight_decay)
+    scheduler = M.cosine_schedule(optimizer, config.warmup, config.steps)
+    baseline_path = tables / "baseline.json"
+    baseline = FVEBaseline.load(baseline_path) if baseline_path.exists() else None
+    logger = RunLogger(
+        out,
+        ctx.main,
+        config.tensorboard,
+        config.wandb,
+        dataclasses.asdict(config),
+        f"nlakit-sft-{config.role}",
+    )
+    step, skipped = 0, 0
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None and not config.resume:
+        raise NLAKitError(
+            f"{out}: holds a run already ({latest.name}); pass --resume to "
+            "continue it, or choose another --out."
+        )
+    if latest is not None:
+        state = ckpt.load_checkpoint(
+            latest, {config.role: model}, {config.role: optimizer}, {config.role: scheduler}
+        )
+        step, skipped = state["step"], state["skipped_steps"]
+        sampler.load_state(state["sampler"])
+    logger.truncate_after(step)
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        desc=f"sft {config.role}",
+        disable=not (config.progress and ctx.main),
+    )
+    last_eval: dict = {}
+    while step < config.steps:
+        t0 = time.perf_counter()
+        global_rows = sampler.next()
+        rows = ctx.shard(global_rows)
+        units = ctx.global_sum(task.units(rows))
+        micro = [rows[i :: config.grad_accum] for i in range(config.grad_accum)]
+        loss_total = 0.0
+        for i, part in enumerate(micro):
+            sync = task.forward.no_sync() if ctx.active and i < len(micro) - 1 else nullcontext()
+            with sync, M.autocast(ctx.device):
+                loss = task.loss_sum(part) / units * ctx.world
+                loss.backward()
+            loss_total += loss.detach().item() / ctx.world
+        grad_norm, finite = M.clip_gradients(model, config.max_grad_norm)
+        if ctx.any_over_ranks(not finite):
+            skipped += 1
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        metrics = {
+            "loss": ctx.global_sum(loss_total),
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            "skipped_steps": skipped,
+            "step_seconds": time.perf_counter() - t0,
+        }
+        if (config.eval_every and step % config.eval_every == 0) or step == config.steps:
+            last_eval = evaluate(config, model, tables, baseline) if ctx.main else {}
+            metrics.update(last_eval)
+        logger.log(step, metrics)
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{metrics['loss']:.3f}", **{k: f"{v:.3f}" for k, v in last_eval.items()}
+        )
+        if (config.save_every and step % config.save_every == 0) or step == config.steps:
+            if ctx.main:
+                ckpt.save_checkpoint(
+                    out,
+                    step,
+                    {config.role: model},
+                    {config.role: optimizer},
+                    {config.role: scheduler},
+                    {"sampler": sampler.state(), "skipped_steps": skipped},
+                    keep=config.keep_checkpoints,
+                )
+            ctx.barrier()
+    bar.close()
+    if ctx.main:
+        (M.export_av if config.role == "av" else M.export_ar)(model, out / config.role)
+    logger.close()
+    shutdown(ctx)
+    return last_eval

@@ -1,0 +1,92 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nlakit.train.losses import (
+    FAILED_REWARD,
+    clipped_surrogate,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+    masked_mean,
+    response_ce,
+    rewards,
+    token_logprobs,
+)
+
+
+def test_length_penalty_separates_samples_that_differ_only_in_length():
+    mse = torch.tensor([0.5, 0.5, 0.9, 0.9])
+    lengths = torch.tensor([20, 40, 30, 30])
+    finished = torch.ones(4, dtype=torch.bool)
+    adv = group_advantages(rewards(mse, lengths, finished, length_penalty=0.01), group_size=2)
+    assert adv[0] > 0 > adv[1]  # same reconstruction, the shorter one is preferred
+    assert adv[2] == adv[3] == 0
+    no_penalty = group_advantages(rewards(mse, lengths, finished, 0.0), 2)
+    assert torch.equal(no_penalty[:2], torch.zeros(2))
+
+
+def test_a_constant_length_penalty_cancels_out():
+    # Why lengths must be per sample: the same length for a whole group does nothing.
+    mse = torch.tensor([0.2, 0.8, 0.5, 0.4])
+    finished = torch.ones(4, dtype=torch.bool)
+    with_penalty = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.05), 4)
+    without = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.0), 4)
+    assert torch.allclose(with_penalty, without, atol=1e-5)
+
+
+def test_failed_samples_get_the_orthogonal_reward():
+    r = rewards(torch.tensor([0.1, 0.1]), torch.tensor([5, 5]), torch.tensor([True, False]), 0.0)
+    assert r.tolist() == [pytest.approx(-0.1), FAILED_REWARD]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 8))
+def test_group_advantages_are_normalised_per_group(seed, group):
+    g = torch.Generator().manual_seed(seed)
+    reward = torch.randn(3 * group, generator=g) * 5 + 2
+    adv = group_advantages(reward, group).view(3, group)
+    assert torch.allclose(adv.mean(1), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(adv.std(1, unbiased=False), torch.ones(3), atol=1e-3)
+
+
+def test_equal_rewards_give_zero_advantage():
+    assert torch.equal(group_advantages(torch.full((4,), -1.3), 4), torch.zeros(4))
+
+
+def test_kl_k3_is_zero_for_identical_policies_and_positive_otherwise():
+    logp = torch.log(torch.tensor([[0.2, 0.5, 0.9]]))
+    assert torch.equal(kl_k3(logp, logp), torch.zeros_like(logp))
+    assert bool((kl_k3(logp, logp - 0.3) > 0).all())
+
+
+def test_clipped_surrogate():
+    old = torch.zeros(1, 3)
+    logp = torch.log(torch.tensor([[1.0, 1.5, 0.5]]))
+    adv = torch.tensor([1.0])
+    out = clipped_surrogate(logp, old, adv, eps=0.2)
+    assert torch.allclose(out, -torch.tensor([[1.0, 1.2, 0.5]]))
+    neg = clipped_surrogate(logp, old, -adv, eps=0.2)
+    assert torch.allclose(neg, torch.tensor([[1.0, 1.5, 0.8]]))
+
+
+def test_grpo_loss_gradient_is_the_policy_gradient_at_ratio_one():
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -0.1]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    adv = torch.tensor([2.0, -1.0])
+    loss, parts = grpo_loss(logp, logp.detach(), logp.detach(), adv, mask, 0.2, kl_coef=0.1)
+    loss.backward()
+    expected = -(adv[:, None] * mask) / mask.sum()
+    assert torch.allclose(logp.grad, expected)
+    assert parts["kl"] == 0.0 and parts["clip_frac"] == 0.0
+
+
+def test_token_logprobs_and_response_ce():
+    logits = torch.randn(2, 5, 11)
+    targets = torch.randint(0, 11, (2, 5))
+    mask = torch.ones(2, 5)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1))
+    assert torch.allclose(response_ce(logits, targets, mask), expected, atol=1e-6)
+    assert token_logprobs(logits, targets).shape == (2, 5)
+    assert masked_mean(torch.ones(2, 2), torch.tensor([[1.0, 0], [0, 0]]), total=4) == 0.25

@@ -1,0 +1,165 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from nlakit import NLA
+from nlakit.train import modules as M
+from nlakit.train.data import load_table, pad_responses, response_ids, response_logprobs
+from nlakit.train.logger import read_metrics
+from nlakit.train.rl import RLConfig, _reference, rl
+
+FAST = dict(
+    batch_size=2,
+    group_size=4,
+    max_new_tokens=24,
+    warmup=1,
+    eval_every=0,
+    save_every=0,
+    eval_rows=8,
+    progress=False,
+)
+COMPARED = ("reward", "mse_nrm", "fve", "mean_tokens", "finished", "kl", "loss", "ar_loss")
+
+
+def config(small_tables, pair, out, **kw):
+    av, ar = pair
+    return RLConfig(data=str(small_tables), av=str(av), ar=str(ar), out=str(out), **{**FAST, **kw})
+
+
+def test_rl_runs_logs_and_exports(small_tables, trained_pair, tmp_path):
+    result = rl(config(small_tables, trained_pair, tmp_path / "rl", steps=3, lr=1e-4))
+    records = read_metrics(tmp_path / "rl")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert records[0]["kl"] == 0.0  # policy = reference before the first update
+    for key in (
+        "reward",
+        "fve",
+        "mean_tokens",
+        "finished",
+        "seconds_generate",
+        "seconds_score",
+        "seconds_update",
+        "skipped_steps",
+    ):
+        assert key in records[0]
+    assert {"eval_fve", "eval_mean_tokens", "eval_extraction_rate", "eval_marker_leak"} <= set(
+        result
+    )
+    nla = NLA.from_pretrained(av=tmp_path / "rl" / "av", ar=tmp_path / "rl" / "ar", device="cpu")
+    assert len(nla.explain(torch.randn(2, 64), max_new_tokens=4)) == 2
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_policy_moves_but_the_reference_never_changes(small_tables, trained_pair, lora):
+    table = load_table(small_tables / "rl.parquet")
+    av = M.start_av(str(trained_pair[0]), table.meta, "cpu", None)
+    M.add_lora_av(av, M.LoraSettings(rank=lora))
+    mode, reference = _reference(av)
+    text = "<explanation>\nRecipe: soup.\nx\n</explanation>"
+    responses, mask = pad_responses(response_ids(av, [text] * 2), av.tokenizer.pad_token_id)
+    vectors = table.vectors[:2]
+
+    def ref_logp():
+        with torch.no_grad(), mode():
+            return response_logprobs(reference, vectors, responses, mask)
+
+    before = ref_logp()
+    policy_before = response_logprobs(av, vectors, responses, mask).detach()
+    assert torch.equal(before, policy_before)  # KL is 0 at step 0
+    opt = torch.optim.SGD([p for p in av.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):
+        (-response_logprobs(av, vectors, responses, mask).sum()).backward()
+        opt.step()
+        opt.zero_grad()
+    assert torch.equal(ref_logp(), before), "the reference policy changed"
+    assert not torch.allclose(response_logprobs(av, vectors, responses, mask), policy_before)
+
+
+def test_frozen_ar_does_not_change(small_tables, trained_pair, tmp_path):
+    rl(config(small_tables, trained_pair, tmp_path / "rl", steps=2, freeze_ar=True))
+    before = NLA.from_pretrained(ar=trained_pair[1], device="cpu").reconstruct(["a poem", "code"])
+    after = NLA.from_pretrained(ar=tmp_path / "rl" / "ar", device="cpu").reconstruct(
+        ["a poem", "code"]
+    )
+    assert torch.allclose(before, after)
+    assert all(r["ar_loss"] is None for r in read_metrics(tmp_path / "rl"))
+
+
+def _cli(small_tables, pair, out, steps, resume=False):
+    av, ar = pair
+    argv = [
+        sys.executable,
+        "-m",
+        "nlakit",
+        "rl",
+        "--data",
+        str(small_tables),
+        "--av",
+        str(av),
+        "--ar",
+        str(ar),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "24",
+        "--warmup",
+        "1",
+        "--eval-every",
+        "0",
+        "--save-every",
+        "1",
+        "--keep-checkpoints",
+        "2",
+        "--lr",
+        "1e-4",
+        "--progress",
+        "false",
+    ]
+    return argv + (["--resume", "true"] if resume else [])
+
+
+def test_sigkill_mid_run_then_resume_reproduces_the_run(small_tables, trained_pair, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(
+        _cli(small_tables, trained_pair, whole, 6), check=True, env=env, capture_output=True
+    )
+    proc = subprocess.Popen(
+        _cli(small_tables, trained_pair, killed, 6),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (killed / "step_000003").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "av").exists(), "the run finished before it could be killed"
+    done = len(read_metrics(killed))
+    assert 3 <= done < 6
+    subprocess.run(
+        _cli(small_tables, trained_pair, killed, 6, resume=True),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    a, b = read_metrics(whole), read_metrics(killed)
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b, strict=True):
+        for key in COMPARED:
+            if x[key] is None:
+                assert y[key] is None
+            else:
+                assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-6), (x["step"], key)

@@ -1,0 +1,120 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from nlakit import NLA
+from nlakit.errors import NLAKitError
+from nlakit.train.logger import read_metrics
+from nlakit.train.sft import SFTConfig, sft
+
+FAST = dict(batch_size=4, warmup=1, eval_every=0, save_every=0, eval_rows=16, progress=False)
+
+
+def run(small_tables, out, role, **kw):
+    config = SFTConfig(role=role, data=str(small_tables), out=str(out), **{**FAST, **kw})
+    return sft(config)
+
+
+@pytest.fixture(scope="module")
+def pair(small_tables, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft")
+    ar = run(small_tables, root / "ar_sft", "ar", steps=8, lr=1e-3)
+    av = run(small_tables, root / "av_sft", "av", steps=8, lr=3e-3)
+    return root, ar, av
+
+
+def test_exports_round_trip_through_nla_from_pretrained(pair, small_tables):
+    root, ar_eval, av_eval = pair
+    nla = NLA.from_pretrained(av=root / "av_sft" / "av", ar=root / "ar_sft" / "ar", device="cpu")
+    assert nla.layer == 1 and nla.ar.meta.ar_template == "{explanation}\n<activation>"
+    vectors = torch.randn(2, 64)
+    assert len(nla.explain(vectors, max_new_tokens=4)) == 2
+    assert nla.reconstruct(["x", "y"]).shape == (2, 64)
+    assert set(ar_eval) == {"eval_loss", "eval_cos", "eval_fve"} and "eval_loss" in av_eval
+
+
+def test_metrics_are_logged_every_step(pair):
+    root, _, _ = pair
+    records = read_metrics(root / "av_sft")
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert {"loss", "lr", "grad_norm", "skipped_steps", "step_seconds"} <= set(records[0])
+    assert "eval_loss" in records[-1]
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_resume_after_a_crash_continues_exactly(small_tables, tmp_path, monkeypatch):
+    from nlakit.train import checkpoint
+
+    whole = tmp_path / "whole"
+    run(small_tables, whole, "ar", steps=6, lr=1e-3)
+    crashed = tmp_path / "crashed"
+    save = checkpoint.save_checkpoint
+
+    def save_then_die(run_dir, step, *args, **kwargs):
+        path = save(run_dir, step, *args, **kwargs)
+        if step == 3:
+            raise KeyboardInterrupt  # killed right after the step-3 checkpoint
+        return path
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(small_tables, crashed, "ar", steps=6, lr=1e-3, save_every=3)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    with pytest.raises(NLAKitError, match="--resume"):
+        run(small_tables, crashed, "ar", steps=6, lr=1e-3, save_every=3)
+    run(small_tables, crashed, "ar", steps=6, lr=1e-3, save_every=3, resume=True)
+    a, b = read_metrics(whole), read_metrics(crashed)
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+
+
+def test_lora_trains_only_adapters_and_exports_merged(small_tables, tmp_path):
+    pytest.importorskip("peft")
+    run(small_tables, tmp_path / "lora", "av", steps=3, lr=1e-2, lora_rank=4, rslora=True)
+    step = next((tmp_path / "lora").glob("step_*"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(step / "av.safetensors"))
+    assert saved and all("lora_" in name for name in saved)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "lora" / "av", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not any("lora" in k for k in model.state_dict())
+    run(small_tables, tmp_path / "lora_ar", "ar", steps=2, lr=1e-2, lora_rank=4)
+    saved = load_file(str(next((tmp_path / "lora_ar").glob("step_*")) / "ar.safetensors"))
+    assert "value_head.weight" in saved and all(
+        "lora_" in n or n.startswith("value_head") for n in saved
+    )
+
+
+def test_bad_role_and_missing_tables(tmp_path):
+    with pytest.raises(NLAKitError, match="role"):
+        sft(SFTConfig(role="critic", data=str(tmp_path), out=str(tmp_path / "o")))
+    with pytest.raises(NLAKitError, match="nlakit build"):
+        sft(SFTConfig(role="av", data=str(tmp_path), out=str(tmp_path / "o")))
+
+
+def test_cli(capsys, small_tables, tmp_path):
+    from nlakit.cli import main
+
+    code = main(
+        [
+            "sft",
+            "ar",
+            "--data",
+            str(small_tables),
+            "--out",
+            str(tmp_path / "r"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--progress",
+            "false",
+        ]
+    )
+    assert code == 0 and "AR SFT done" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
