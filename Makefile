@@ -1,21 +1,26 @@
 # Two entry points, both self-installing: `make demo` and `make test`.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+CORE   := $(VENV)/.installed-core
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow test-all lint bench clean
 
-$(STAMP): pyproject.toml
+# The demo needs the package and peft; the tests add the dev tools and the extras.
+$(CORE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first: a bare `torch` requirement would pull the CUDA build.
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile $(TORCH)
+	$(PY) -m pip install -q --no-compile -e '.[train]'
+	touch $(CORE)
+
+$(STAMP): $(CORE)
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(VENV)/bin/nlakit demo
 
 test: $(STAMP)

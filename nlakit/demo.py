@@ -84,8 +84,10 @@ def run_demo(config: DemoConfig | None = None) -> dict:
     from nlakit.train.sft import SFTConfig, sft
 
     config = config or DemoConfig()
-    if config.size == "small":
-        config = dataclasses.replace(config, **SMALL)
+    if config.size == "small":  # the small preset, except where a field was set
+        default = DemoConfig()
+        preset = {k: v for k, v in SMALL.items() if getattr(config, k) == getattr(default, k)}
+        config = dataclasses.replace(config, **preset)
     start = time.perf_counter()
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ class CorpusDoc:
     doc_id: int | str
     text: str
     add_special_tokens: bool  # False when a chat template already wrote BOS
-    source: str  # "text", "chat" or "toyworld"
+    source: str  # "text" or "chat" (pretraining-style prose vs conversations)
 
 
 @dataclass
@@ -229,7 +229,8 @@ def iter_corpus(
         for index, doc in enumerate(World(spec.removeprefix("toyworld:")).documents()):
             if index >= skip:
                 stats["read"] += 1
-                yield CorpusDoc(index, doc.doc_id, doc.text, True, "toyworld")
+                source = "chat" if doc.genre == "chat" else "text"
+                yield CorpusDoc(index, doc.doc_id, doc.text, True, source)
         return
     records = iter_hf_records(spec) if spec.startswith("hf:") else iter_local_records(Path(spec))
     batch: list[tuple[int, str, dict]] = []

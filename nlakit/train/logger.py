@@ -29,6 +29,10 @@ class RunLogger:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if config is not None:  # the resolved config snapshot (what `nlakit eval` reads)
+            from nlakit.atomic import write_json
+
+            write_json(Path(run_dir) / "config.json", {k: _plain(v) for k, v in config.items()})
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -85,7 +85,8 @@ def test_hf_dataset_from_a_local_directory(tmp_path, tokenizer, monkeypatch):
 
 def test_toyworld_corpus(small_world, tokenizer):
     out, _ = docs(f"toyworld:{small_world}", tokenizer)
-    assert len(out) == 360 and out[5].doc_id == 5 and out[5].source == "toyworld"
+    assert len(out) == 360 and out[5].doc_id == 5 and out[5].source in ("text", "chat")
+    assert {d.source for d in out} == {"text", "chat"}
 
 
 @pytest.mark.parametrize(
