@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint bench clean
+.PHONY: demo test test-slow test-all lint bench clean browser
 
 # The demo needs the package and peft; the tests add the dev tools and the extras.
 $(CORE): pyproject.toml
@@ -23,10 +23,26 @@ $(STAMP): $(CORE)
 demo: $(CORE)
 	$(VENV)/bin/nlakit demo
 
-test: $(STAMP)
+# Best effort: without a browser the browser tests skip and say why, so `make test` goes on.
+test: $(STAMP) browser
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+# Debian's chromium for the report's browser tests (Playwright drives it; no browser download).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no apt-get here; install chromium by hand (browser tests skip without it)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make browser: not root; run: sudo apt-get install -y --no-install-recommends chromium"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 \
+	         && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+	    || echo "make browser: apt-get install chromium failed (run it by hand to see why); browser tests will skip"; \
+	fi
+
+test-slow: $(STAMP) browser
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
@@ -39,6 +55,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/early_exit.py
 	$(PY) bench/generation.py
+	test -d runs/demo && $(PY) bench/rl_step.py --run runs/demo || echo "bench/rl_step.py: run make demo first"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -5,6 +5,8 @@ nlakit explain --av DIR [--ar DIR] (--vectors FILE | --model DIR --text TEXT)
 nlakit reconstruct --ar DIR --text TEXT [--text TEXT ...]
 nlakit tiny --out DIR [--arch qwen3|llama|gemma3]
 nlakit demo                          the default end-to-end run
+nlakit eval --run RUN                evaluation with controls (see nlakit/eval/cli.py)
+nlakit analyze NAME --run RUN        the analyses; nlakit report RUN assembles them
 """
 
 from __future__ import annotations
@@ -306,11 +308,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tiny)
 
     from nlakit.data.cli import register as register_data
+    from nlakit.eval.cli import register as register_eval
     from nlakit.toyworld.cli import register as register_toyworld
     from nlakit.train.cli import register as register_train
 
     register_data(sub, chosen)
     register_train(sub, chosen)
+    register_eval(sub, chosen, words[1] if len(words) > 1 else None)
     register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
 
     p = sub.add_parser("demo", help="train and evaluate an NLA on the toy world (offline)")

@@ -204,6 +204,7 @@ def run_demo(config: DemoConfig | None = None) -> dict:
     print(
         f"\nrun directory: {run.resolve()}  (summary.json, world/, tables/, ar_sft/, av_sft/, rl/)"
     )
+    print(f"analyse it:    nlakit eval --run {run} && nlakit analyze all --run {run}")
     return summary
 
 

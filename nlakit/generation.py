@@ -19,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from nlakit.injection import check_vectors
+from nlakit import sites
+from nlakit.injection import check_vectors, marker_mask
 from nlakit.models import ActivationVerbalizer
 
 EXPLANATION_RE = re.compile(r"<explanation>(.*?)</explanation>", re.DOTALL)
@@ -109,6 +110,24 @@ def next_tokens(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+MARKER_MODES = ("vector", "own", "zero")
+
+
+def marker_embeds(
+    av: ActivationVerbalizer, input_ids: torch.Tensor, vectors: torch.Tensor, marker: str
+) -> torch.Tensor:
+    """The prompt's `inputs_embeds` with the marker holding what `marker` names."""
+    if marker == "vector":
+        return av.inputs_embeds(input_ids, vectors)
+    embeds = sites.embedding(av.model)(input_ids)
+    if marker == "own":
+        return embeds
+    if marker == "zero":
+        at_marker = marker_mask(input_ids, av.meta.tokens).to(embeds.device)
+        return embeds.masked_fill(at_marker.unsqueeze(-1), 0.0)
+    raise ValueError(f"marker must be one of {MARKER_MODES}, got {marker!r}")
+
+
 @torch.no_grad()
 def _decode_batch(
     av: ActivationVerbalizer,
@@ -116,11 +135,12 @@ def _decode_batch(
     config: SamplingConfig,
     stop_ids: torch.Tensor,
     generator: torch.Generator | None,
+    marker: str = "vector",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids `[n, steps]`, their log-probs, and per-row lengths `[n]` (up to first EOS)."""
     n = vectors.shape[0]
     input_ids = av.prompt_batch(n)
-    embeds = av.inputs_embeds(input_ids, vectors)
+    embeds = marker_embeds(av, input_ids, vectors, marker)
     out = av.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     logits = out.logits[:, -1].float()
@@ -151,8 +171,13 @@ def sample_explanations(
     config: SamplingConfig | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    marker: str = "vector",
 ) -> list[Sample]:
-    """One sampled explanation per row of `vectors [n, d_model]` (raw activations)."""
+    """One sampled explanation per row of `vectors [n, d_model]` (raw activations).
+
+    `marker` says what the marker position holds: "vector" (the row's activation,
+    the normal case), or for controls "own" (the marker's own embedding: no
+    injection) or "zero" (a zero embedding); the vectors then only set the count."""
     config = config or SamplingConfig()
     vectors = check_vectors(vectors, av.meta.d_model)
     stops = stop_token_ids(av)
@@ -161,7 +186,7 @@ def sample_explanations(
     starts = range(0, vectors.shape[0], config.batch_size)
     for start in tqdm(starts, desc="explain", unit="batch", disable=not progress):
         chunk = vectors[start : start + config.batch_size].to(av.device)
-        tokens, logps, lengths = _decode_batch(av, chunk, config, stop_ids, generator)
+        tokens, logps, lengths = _decode_batch(av, chunk, config, stop_ids, generator, marker)
         tokens, logps, lengths = tokens.cpu(), logps.float().cpu(), lengths.cpu()
         for row in range(chunk.shape[0]):
             n = int(lengths[row])

@@ -6,6 +6,8 @@ Set NLAKIT_TEST_DEVICE=cuda to run the suite on a GPU in bf16.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +124,37 @@ def trained_pair(small_tables, tmp_path_factory):
     sft(SFTConfig(role="ar", out=str(root / "ar_sft"), steps=20, lr=1e-3, **fast))
     sft(SFTConfig(role="av", out=str(root / "av_sft"), steps=30, lr=6e-3, **fast))
     return root / "av_sft" / "av", root / "ar_sft" / "ar"
+
+
+# Runs to analyse (tests/eval). `eval_run`: a small demo run (small toy world, briefly
+# trained pair) evaluated on 48 rows — seconds to build; its AV is weak, so facts about
+# the AV's quality are tested on `demo_eval_run` (slow tests), and fast tests use the
+# teacher's explanations or mechanics. `demo_eval_run`: the full `nlakit demo` run,
+# evaluated (slow: about 8 minutes, or quick when `NLAKIT_DEMO_RUN` names a finished
+# demo run directory to copy).
+
+
+@pytest.fixture(scope="session")
+def eval_run(tmp_path_factory) -> Path:
+    from nlakit.demo import DemoConfig, run_demo
+    from nlakit.eval.evaluate import EvalConfig, evaluate
+
+    run = tmp_path_factory.mktemp("evalrun") / "run"
+    run_demo(DemoConfig(out=str(run), size="small", ar_steps=200, docs=300, n_eval=16))
+    evaluate(EvalConfig(run=str(run), n=48, control_samples=16, bootstrap=200, device="cpu"))
+    return run
+
+
+@pytest.fixture(scope="session")
+def demo_eval_run(tmp_path_factory) -> Path:
+    from nlakit.demo import DemoConfig, run_demo
+    from nlakit.eval.evaluate import EvalConfig, evaluate
+
+    run = tmp_path_factory.mktemp("demorun") / "demo"
+    source = os.environ.get("NLAKIT_DEMO_RUN")
+    if source:
+        shutil.copytree(source, run, ignore=shutil.ignore_patterns("eval", "step_*"))
+    else:
+        run_demo(DemoConfig(out=str(run)))
+    evaluate(EvalConfig(run=str(run), device="cpu"))
+    return run

@@ -28,3 +28,14 @@ def test_bench_script_runs(script, args, expect, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [script, *args])
     runpy.run_path(str(BENCH / script), run_name="__main__")
     assert expect in capsys.readouterr().out
+
+
+def test_rl_step_bench_splits_the_step(small_tables, trained_pair, monkeypatch, capsys):
+    av, ar = trained_pair
+    args = ["--tables", str(small_tables), "--av", str(av), "--ar", str(ar), "--steps", "2"]
+    args += ["--batch", "2", "--group", "2", "--max-new-tokens", "4"]
+    monkeypatch.setattr(sys, "argv", ["rl_step.py", *args])
+    runpy.run_path(str(BENCH / "rl_step.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    for phase in ("generate", "score", "update", "generation / update ratio"):
+        assert phase in out

@@ -149,3 +149,35 @@ def test_bad_sampling_config(kwargs):
 def test_stop_ids_include_generation_config_eos(av, tokenizer):
     av.model.generation_config.eos_token_id = [tokenizer.eos_token_id, 3]
     assert stop_token_ids(av) == sorted({tokenizer.eos_token_id, 3})
+
+
+def test_marker_modes_for_the_controls(av):
+    from nlakit import sites
+    from nlakit.generation import marker_embeds
+    from nlakit.injection import marker_positions
+
+    ids = av.prompt_batch(3)
+    v = vectors(3)
+    at = marker_positions(ids, av.meta.tokens)
+    own = sites.embedding(av.model)(ids)
+    injected = marker_embeds(av, ids, v, "vector")
+    assert close(injected, av.inputs_embeds(ids, v))
+    assert close(marker_embeds(av, ids, v, "own"), own)
+    zero = marker_embeds(av, ids, v, "zero")
+    rows = torch.arange(3)
+    assert bool((zero[rows, at] == 0).all())
+    keep = torch.ones(ids.shape, dtype=torch.bool)
+    keep[rows, at] = False
+    assert close(zero[keep], own[keep])
+    with pytest.raises(ValueError, match="marker must be one of"):
+        marker_embeds(av, ids, v, "nothing")
+
+
+def test_without_injection_the_vectors_do_not_matter(av):
+    config = SamplingConfig(temperature=0, max_new_tokens=6)
+    a = sample_explanations(av, vectors(2, seed=1), config, marker="own")
+    b = sample_explanations(av, vectors(2, seed=2), config, marker="own")
+    c = sample_explanations(av, vectors(2, seed=1), config)
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+    assert all(close(x.logprobs, y.logprobs) for x, y in zip(a, b, strict=True))
+    assert not close(a[0].logprobs, c[0].logprobs)  # an injected vector changes the model

@@ -1,0 +1,158 @@
+"""`nlakit eval`, `nlakit analyze NAME`, `nlakit sweep length` and `nlakit report`.
+
+nlakit eval --run RUN [--run RUN2 ...] [--data eval.parquet]   per-row table, FVE, controls
+nlakit analyze tokens|format|ablation|stego|text-baseline|truth --run RUN
+nlakit analyze all --run RUN                                   every analysis, then the report
+nlakit sweep length --run RUN --lambdas 0 0.001 0.002 0.006 0.015 0.03
+nlakit report RUN                                              one page: Markdown and HTML
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+from nlakit.config import add_config_args, config_from_args
+
+# name → (module, config class, entry function, output directory name)
+ANALYSES = {
+    "tokens": ("nlakit.eval.token_types", "TokenTypesConfig", "token_types", "token_types"),
+    "format": ("nlakit.eval.formats", "FormatsConfig", "explanation_format", "format"),
+    "ablation": ("nlakit.eval.ablation", "AblationConfig", "paragraph_ablation", "ablation"),
+    "stego": ("nlakit.eval.stego", "StegoConfig", "steganography", "stego"),
+    "text-baseline": (
+        "nlakit.eval.text_baseline",
+        "TextBaselineConfig",
+        "text_baseline",
+        "text_baseline",
+    ),
+    "truth": ("nlakit.eval.truth", "TruthConfig", "truth_analysis", "truth"),
+}
+SWEEPS = {"length": ("nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep")}
+
+
+def _load(spec: tuple[str, str, str, str]):
+    module = importlib.import_module(spec[0])
+    return getattr(module, spec[1]), getattr(module, spec[2])
+
+
+def _headline(summary: dict, limit: int = 12) -> str:
+    numbers = [
+        f"{k} {v:+.4f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in summary.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return ", ".join(numbers[:limit])
+
+
+def run_analysis(name: str, run: str, **options) -> dict:
+    """Run one analysis by its CLI name on `run` (a Python entry to `nlakit analyze`)."""
+    config_cls, entry = _load(ANALYSES[name])
+    return entry(config_cls(run=run, **options))
+
+
+def analyze_all(run: str, device: str | None = None, skip_missing: bool = True) -> dict:
+    """Every analysis of `ANALYSES` that applies to the run, then the report."""
+    from nlakit.errors import NLAKitError
+    from nlakit.eval.report import ReportConfig, report
+
+    done = {}
+    for name, spec in ANALYSES.items():
+        config_cls, entry = _load(spec)
+        fields = config_cls.__dataclass_fields__
+        options = {"device": device} if "device" in fields else {}
+        try:
+            done[name] = entry(config_cls(run=run, **options))
+        except NLAKitError as exc:
+            if not skip_missing:
+                raise
+            print(f"  {name}: skipped ({exc})")
+            continue
+        print(f"  {name}: {_headline(done[name], 6)}")
+    done["report"] = report(ReportConfig(run=run))
+    return done
+
+
+def _cmd_eval(args) -> None:
+    import dataclasses
+
+    from nlakit.eval.cross import cross_table, print_cross
+    from nlakit.eval.evaluate import EvalConfig, evaluate, print_eval
+
+    runs = args.run
+    base = config_from_args(EvalConfig, args, EvalConfig(run=runs[0]))
+    for run in runs:
+        summary = evaluate(dataclasses.replace(base, run=run))
+        print(f"\n{run}")
+        print_eval(summary)
+        print(f"wrote {run}/eval/ (rows.parquet, summary.json, table.csv, plot.png)")
+    if len(runs) > 1:
+        summary = cross_table(runs, base.bootstrap, base.seed, base.device, base.dtype)
+        print_cross(summary)
+        print(f"wrote {runs[0]}/eval/cross/")
+
+
+def _cmd_analyze(args) -> None:
+    if args.name == "all":
+        analyze_all(args.run, getattr(args, "device", None))
+        print(f"wrote {args.run}/eval/report/report.html")
+        return
+    spec = ANALYSES[args.name]
+    config_cls, entry = _load(spec)
+    summary = entry(config_from_args(config_cls, args))
+    print(f"{args.name}: {_headline(summary)}")
+    print(f"wrote {args.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+
+
+def _cmd_sweep(args) -> None:
+    spec = SWEEPS[args.kind]
+    config_cls, entry = _load(spec)
+    if isinstance(getattr(args, "lambdas", None), list):
+        args.lambdas = " ".join(args.lambdas)
+    summary = entry(config_from_args(config_cls, args))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
+    print(f"wrote {args.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+
+
+def _cmd_report(args) -> None:
+    from nlakit.eval.report import ReportConfig, report
+
+    result = report(config_from_args(ReportConfig, args, ReportConfig(run=args.run_dir)))
+    print(f"wrote {result['markdown']} and {result['html']}")
+
+
+def register(sub, chosen: str | None, second: str | None) -> None:
+    p = sub.add_parser("eval", help="evaluate a run: per-row table, FVE with CI and controls")
+    p.set_defaults(func=_cmd_eval)
+    if chosen == "eval":
+        from nlakit.eval.evaluate import EvalConfig
+
+        p.add_argument(
+            "--run", action="append", required=True, help="run directory (repeat: cross table)"
+        )
+        add_config_args(p, EvalConfig, skip=("run",))
+
+    p = sub.add_parser("analyze", help="one analysis of an evaluated run (or all of them)")
+    p.add_argument("name", choices=[*ANALYSES, "all"], help="which analysis")
+    p.set_defaults(func=_cmd_analyze)
+    if chosen == "analyze":
+        if second in ANALYSES:
+            add_config_args(p, _load(ANALYSES[second])[0])
+        else:
+            p.add_argument("--run", required=True, help="run directory (after nlakit eval)")
+            p.add_argument("--device", help="cuda, cpu (default: cuda if available)")
+
+    p = sub.add_parser("sweep", help="re-run RL over a setting and plot the trade-off")
+    p.add_argument("kind", choices=list(SWEEPS), help="what to sweep")
+    p.set_defaults(func=_cmd_sweep)
+    if chosen == "sweep" and second in SWEEPS:
+        add_config_args(p, _load(SWEEPS[second])[0], skip=("lambdas",))
+        p.add_argument("--lambdas", nargs="+", help="length penalties λ (reward per token)")
+
+    p = sub.add_parser("report", help="one page (Markdown and HTML) of every analysis of a run")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.set_defaults(func=_cmd_report)
+    if chosen == "report":
+        from nlakit.eval.report import ReportConfig
+
+        add_config_args(p, ReportConfig, skip=("run",))

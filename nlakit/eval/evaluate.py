@@ -1,0 +1,296 @@
+"""`nlakit eval --run RUN [--data eval.parquet]`: the run's AV explains held-out
+activations, its AR reconstructs them, and the FVE is reported with its controls.
+
+Writes `RUN/eval/`:
+
+    rows.parquet    one row per activation: doc_id, position, token, context,
+                    explanation, mse_nrm, cos, n_tokens, finished, source, the teacher's
+                    explanation and its error, the raw activation_vector, and on the
+                    toy world the latent record (JSON) — the input of every analysis
+    summary.json    FVE with its bootstrap CI, median per-row FVE, baseline variance and n,
+                    for the AV and for each control
+    table.csv       the same, one row per condition;  plot.png  a bar chart of them
+
+Controls (each scored by the same AR against the true vectors):
+`shuffled` (the AV's explanations paired with other rows' vectors), `mean_vector` /
+`zero_vector` (the AV given the baseline mean or a zero vector), `no_injection` (the
+marker keeps its own embedding), `teacher` (the teacher's explanations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from nlakit.errors import NLAKitError
+from nlakit.eval.outputs import write_analysis
+from nlakit.eval.runs import RunPaths, resolve_run
+from nlakit.eval.stats import derangement, fve_summary
+from nlakit.metrics import FVEBaseline, cosine, mse_nrm
+
+OPTIONAL_COLUMNS = (
+    "doc_id",
+    "position",
+    "token",
+    "detokenized_text_truncated",
+    "source",
+    "explanation",
+)
+
+
+@dataclass
+class EvalConfig:
+    run: str  # run directory (its AV and AR are evaluated)
+    data: str | None = None  # eval table (default: the run's tables/eval.parquet)
+    n: int = 512  # rows evaluated, the first n of the table (0 = all)
+    control_samples: int = 128  # explanations sampled for each input-free control
+    max_new_tokens: int | None = None  # length cap (default: the run's training cap, else 200)
+    temperature: float = 1.0  # sampling temperature (1 = what RL optimised)
+    batch_size: int = 64  # rows decoded / reconstructed together
+    controls: bool = True  # also run the control conditions
+    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+
+
+def data_path(paths: RunPaths, data: str | None) -> Path:
+    if data is not None:
+        return Path(data)
+    if paths.tables is None:
+        raise NLAKitError(
+            f"{paths.root}: no tables directory found for this run; pass --data EVAL.parquet."
+        )
+    return paths.tables / "eval.parquet"
+
+
+def load_baseline(data: Path, tables: Path | None) -> FVEBaseline:
+    """The frozen FVE baseline of the tables the data belongs to."""
+    for directory in (data.parent, tables):
+        if directory is not None and (directory / "baseline.json").is_file():
+            return FVEBaseline.load(directory / "baseline.json")
+    raise NLAKitError(
+        f"{data}: no baseline.json beside it (or in the run's tables); FVE needs the "
+        "training split's baseline, which `nlakit build` writes."
+    )
+
+
+def load_eval_table(path: Path, n: int = 0):
+    """The eval table (vectors and the provenance columns it has), first `n` rows."""
+    from nlakit.train.data import load_table
+
+    if not path.is_file():
+        raise NLAKitError(f"{path}: no such eval table.")
+    names = pq.read_schema(path).names
+    table = load_table(path, tuple(c for c in OPTIONAL_COLUMNS if c in names))
+    if n:
+        table.vectors = table.vectors[:n]
+        table.columns = {k: v[:n] for k, v in table.columns.items()}
+    return table
+
+
+def check_table_fits(meta, table_meta, path: Path) -> None:
+    """The eval table must come from the layer and width the pair reads."""
+    from types import SimpleNamespace
+
+    from nlakit.train.modules import check_agrees
+
+    try:
+        check_agrees(SimpleNamespace(meta=meta), table_meta)
+    except NLAKitError as exc:
+        raise NLAKitError(f"{path}: {exc}") from None
+
+
+def world_records(world_dir: Path, doc_ids: list[int], positions: list[int]) -> list[dict]:
+    """The toy world's latent record (as a dict) of every (doc, position)."""
+    from nlakit.toyworld.world import World
+
+    world = World(world_dir)
+    oracle = world.oracle()
+    docs = {d.doc_id: d for d in world.documents()}
+    cache: dict[int, list] = {}
+    out = []
+    for doc_id, position in zip(doc_ids, positions, strict=True):
+        if doc_id not in docs:
+            raise NLAKitError(f"doc {doc_id} is not a document of the toy world at {world_dir}")
+        records = cache.setdefault(doc_id, oracle.records(docs[doc_id]))
+        out.append(records[position].to_dict())
+    return out
+
+
+def vector_column(vectors: torch.Tensor) -> pa.FixedSizeListArray:
+    flat = pa.array(vectors.float().contiguous().view(-1).numpy(), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Evaluate the run's pair on the eval table; returns the summary."""
+    from nlakit.generation import SamplingConfig, sample_explanations
+    from nlakit.meta import check_pair
+    from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+    from nlakit.train.evaluation import marker_leak
+
+    paths = resolve_run(config.run, need_ar=True, need_av=True)
+    data = data_path(paths, config.data)
+    table = load_eval_table(data, config.n)
+    n = len(table)
+    if n < 2:
+        raise NLAKitError(f"{data}: {n} row(s); an evaluation needs at least 2.")
+    av = ActivationVerbalizer.from_pretrained(paths.av, device=config.device, dtype=config.dtype)
+    ar = ActivationReconstructor.from_pretrained(paths.ar, device=config.device, dtype=config.dtype)
+    check_pair(av.meta, ar.meta)
+    check_table_fits(ar.meta, table.meta, data)
+    baseline = load_baseline(data, paths.tables)
+    cap = config.max_new_tokens or _training_cap(paths) or 200
+    sampling = SamplingConfig(config.temperature, 1.0, 0, cap, config.batch_size)
+    scale = ar.meta.mse_scale_value
+    vectors = table.vectors
+
+    def sample(inputs: torch.Tensor, seed: int, marker: str = "vector") -> list:
+        generator = torch.Generator(device=av.device).manual_seed(seed)
+        return sample_explanations(av, inputs, sampling, generator, progress=True, marker=marker)
+
+    def errors_of(texts: list[str], gold: torch.Tensor) -> torch.Tensor:
+        return mse_nrm(ar.reconstruct(texts, config.batch_size), gold, scale)
+
+    av.eval()
+    ar.eval()
+    with torch.no_grad():
+        samples = sample(vectors, config.seed)
+        texts = [s.explanation or "" for s in samples]
+        pred = ar.reconstruct(texts, config.batch_size)
+        errors = mse_nrm(pred, vectors, scale)
+        cos = cosine(pred, vectors)
+        conditions = {"av": errors}
+        teacher = table.columns.get("explanation")
+        teacher_errors = errors_of(teacher, vectors) if teacher else None
+        if config.controls:
+            perm = derangement(n, config.seed)
+            conditions["shuffled"] = errors_of([texts[j] for j in perm], vectors)
+            # The AV's input is the same for every row here, so `control_samples`
+            # explanations are drawn and row i is scored with sample i mod m.
+            m = min(n, config.control_samples)
+            mu = baseline.mu.to(vectors.dtype).expand(m, -1)
+            for name, inputs, marker in (
+                ("mean_vector", mu, "vector"),
+                ("zero_vector", vectors[:m], "zero"),
+                ("no_injection", vectors[:m], "own"),
+            ):
+                control = [s.explanation or "" for s in sample(inputs, config.seed + 1, marker)]
+                conditions[name] = errors_of([control[i % m] for i in range(n)], vectors)
+            if teacher_errors is not None:
+                conditions["teacher"] = teacher_errors
+
+    stats = {
+        name: fve_summary(e, baseline, config.bootstrap, config.seed)
+        for name, e in conditions.items()
+    }
+    marker = av.meta.tokens.injection_char
+    summary = {
+        "run": str(paths.root),
+        "av": str(paths.av),
+        "ar": str(paths.ar),
+        "data": str(data),
+        "layer": ar.layer,
+        "base_model": table.meta.extraction.base_model,
+        "n": n,
+        "baseline_variance": baseline.variance,
+        "baseline_n": baseline.n,
+        "sampling": {"temperature": config.temperature, "max_new_tokens": cap},
+        "fve": stats["av"]["fve"],
+        "conditions": stats,
+        "mean_tokens": sum(s.n_tokens for s in samples) / n,
+        "extraction_rate": sum(s.finished for s in samples) / n,
+        "marker_leak": sum(marker_leak(s.raw, marker) for s in samples) / n,
+    }
+    rows = _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_errors)
+    from nlakit.atomic import write_parquet
+
+    write_parquet(paths.rows, rows)
+    write_analysis(
+        paths.eval_dir,
+        [{"condition": k, **v} for k, v in stats.items()],
+        summary,
+        _figure(stats, summary),
+    )
+    return summary
+
+
+def _training_cap(paths: RunPaths) -> int | None:
+    for config in (paths.root / "config.json", paths.root / "rl" / "config.json"):
+        if config.is_file():
+            cap = json.loads(config.read_text()).get("max_new_tokens")
+            if cap:
+                return int(cap)
+    return None
+
+
+def _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_errors) -> pa.Table:
+    n = len(texts)
+    col = table.columns
+    columns = {
+        "doc_id": col.get("doc_id", list(range(n))),
+        "position": col.get("position", [-1] * n),
+        "token": col.get("token", [""] * n),
+        "context": col.get("detokenized_text_truncated", [""] * n),
+        "explanation": texts,
+        "raw": [s.raw for s in samples],
+        "mse_nrm": errors.tolist(),
+        "cos": cos.tolist(),
+        "n_tokens": [s.n_tokens for s in samples],
+        "finished": [s.finished for s in samples],
+        "source": col.get("source", ["unknown"] * n),
+    }
+    if teacher is not None:
+        columns["teacher_explanation"] = teacher
+        columns["teacher_mse_nrm"] = teacher_errors.tolist()
+    if paths.world is not None and "doc_id" in col and "position" in col:
+        records = world_records(paths.world, col["doc_id"], col["position"])
+        columns["record"] = [json.dumps(r) for r in records]
+    out = pa.table(columns)
+    return out.append_column("activation_vector", vector_column(table.vectors))
+
+
+LABELS = {
+    "av": "AV",
+    "shuffled": "shuffled vectors",
+    "mean_vector": "mean vector",
+    "zero_vector": "zero vector",
+    "no_injection": "no injection",
+    "teacher": "teacher's text",
+}
+
+
+def _figure(stats: dict, summary: dict):
+    from nlakit.eval.plots import bar_with_ci
+
+    names = list(stats)
+    return bar_with_ci(
+        f"FVE of the AV and its controls (n = {summary['n']}, "
+        f"baseline variance {summary['baseline_variance']:.3f})",
+        [LABELS.get(k, k) for k in names],
+        [stats[k]["fve"] for k in names],
+        [stats[k]["ci_low"] for k in names],
+        [stats[k]["ci_high"] for k in names],
+    )
+
+
+def print_eval(summary: dict) -> None:
+    print(
+        f"FVE on {summary['n']} rows (block {summary['layer']}; baseline variance "
+        f"{summary['baseline_variance']:.4f}, n = {summary['baseline_n']})"
+    )
+    for name, s in summary["conditions"].items():
+        print(
+            f"  {LABELS.get(name, name):<18} {s['fve']:+.3f}  "
+            f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]  median row {s['median_row_fve']:+.3f}"
+        )
+    print(
+        f"  mean tokens {summary['mean_tokens']:.1f}, extraction rate "
+        f"{summary['extraction_rate']:.3f}, marker leak {summary['marker_leak']:.3f}"
+    )

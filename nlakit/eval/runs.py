@@ -1,0 +1,111 @@
+"""Where a run's pieces are: its AV and AR, its tables, its toy world, its eval outputs.
+
+A run directory is what `nlakit sft`, `nlakit rl` or `nlakit demo` wrote. Its final
+pair is looked up in this order:
+
+    RUN/av, RUN/ar                      a training run (`nlakit rl --out RUN`)
+    RUN/rl/{av,ar}                      a demo run: the RL pair
+    RUN/av_sft/av, RUN/ar_sft/ar        a demo run stopped before RL
+
+The tables directory is `--data`'s directory when one is given, else the run's
+`config.json` `data` field, else `RUN/tables`. Analyses write under `RUN/eval/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlakit.errors import NLAKitError
+
+ROWS_FILE = "rows.parquet"  # the per-row table `nlakit eval` writes, input of every analysis
+
+
+@dataclass
+class RunPaths:
+    root: Path
+    av: Path | None
+    ar: Path | None
+    tables: Path | None
+    world: Path | None
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def rows(self) -> Path:
+        return self.eval_dir / ROWS_FILE
+
+    def analysis_dir(self, name: str) -> Path:
+        return self.eval_dir / name
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def _first_model(root: Path, candidates: list[str]) -> Path | None:
+    for rel in candidates:
+        path = root / rel
+        if (path / "nla_meta.yaml").is_file() or (path / "config.json").is_file():
+            return path
+    return None
+
+
+def _tables_dir(root: Path) -> Path | None:
+    config = root / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text()).get("data")
+        if data and Path(data).is_dir():
+            return Path(data)
+    if (root / "tables").is_dir():
+        return root / "tables"
+    return None
+
+
+def _world_dir(root: Path, tables: Path | None) -> Path | None:
+    if (root / "world" / "build.json").is_file():
+        return root / "world"
+    if tables is not None:
+        from nlakit.meta import read_meta
+
+        for sidecar in sorted(tables.glob("*.parquet.nla_meta.yaml")):
+            corpus = read_meta(sidecar).extraction.corpus or ""
+            if corpus.startswith("toyworld:"):
+                world = Path(corpus.split(":", 1)[1])
+                return world if (world / "build.json").is_file() else None
+            break
+    return None
+
+
+def resolve_run(run: str | os.PathLike, need_ar: bool = True, need_av: bool = False) -> RunPaths:
+    """The run's pieces; a clear error when the run lacks what the caller needs."""
+    root = Path(run)
+    if not root.is_dir():
+        raise NLAKitError(f"{root}: no such run directory.")
+    av = _first_model(root, ["av", "rl/av", "av_sft/av"])
+    ar = _first_model(root, ["ar", "rl/ar", "ar_sft/ar"])
+    if need_ar and ar is None:
+        raise NLAKitError(
+            f"{root}: the run has no AR (looked for ar/, rl/ar/, ar_sft/ar/). Scoring needs "
+            "one: train it with `nlakit sft ar` or pass a run that has one."
+        )
+    if need_av and av is None:
+        raise NLAKitError(
+            f"{root}: the run has no AV (looked for av/, rl/av/, av_sft/av/); "
+            "train it with `nlakit sft av`."
+        )
+    tables = _tables_dir(root)
+    return RunPaths(root=root, av=av, ar=ar, tables=tables, world=_world_dir(root, tables))
+
+
+def require_rows(paths: RunPaths) -> Path:
+    """The run's per-row eval table; an error saying how to make it when it is missing."""
+    if not paths.rows.is_file():
+        raise NLAKitError(
+            f"{paths.rows}: no per-row eval table yet; run `nlakit eval --run {paths.root}` first."
+        )
+    return paths.rows

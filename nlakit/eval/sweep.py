@@ -1,0 +1,310 @@
+"""`nlakit analyze length_sweep --run RUN`: how the length penalty λ trades FVE for
+shorter explanations.
+
+For each λ, GRPO (`nlakit.train.rl.rl`) starts from the run's SFT pair with reward
+`-mse_nrm - λ·n_tokens`; the λ's pair then explains the first `n_eval` rows of the
+run's eval table (`RUN/eval/rows.parquet`). Each λ's explanations are scored twice:
+by the λ's own co-trained AR, and by one common AR (the run's SFT AR) — an AR trained
+on its own AV's outputs learns to read that AV's idiosyncrasies and flatters it, so
+the common AR is the fairer comparison across λ. The warm start itself is scored
+too, as the point every λ moves away from.
+
+The defaults (8 steps of 2 × 8 samples per λ, a high learning rate) fit the demo
+run in about two minutes: they show the direction of the trade-off, not where it
+ends; pass more `--steps` and a lower `--lr` for a converged curve. Keep
+λ · (typical length) below 2 − (typical mse_nrm): past that, a sample that never
+closes its tag (reward −2) pays better than any explanation, and the AV learns to fail.
+
+Writes `RUN/eval/length_sweep/`:
+
+    lambda_{λ}/                each λ's RL run (config.json, metrics.jsonl, av/, ar/);
+                               a λ whose av/ and ar/ exist is never trained again, so a
+                               crashed sweep continues where it stopped
+    rows_lambda_{λ}.parquet    per row: explanation, doc_id, position, record (toy world),
+                               mse_nrm (own AR), mse_nrm_common_ar, n_tokens, finished
+    rows_start.parquet         the same for the warm start (scored by the common AR)
+    table.csv                  one row per λ (and the warm start): FVE (with CI) by each
+                               AR, mean explanation length in tokens, extraction rate, n
+    summary.json, plot.png     FVE against mean explanation length (the Pareto curve)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from nlakit.errors import NLAKitError
+from nlakit.eval.outputs import write_analysis
+from nlakit.eval.rows import EvalRows, load_rows
+from nlakit.eval.runs import RunPaths
+from nlakit.eval.stats import fve_summary
+from nlakit.train import rl as rl_module
+
+NAME = "length_sweep"
+DEFAULT_LAMBDAS = "0 0.001 0.002 0.006 0.015 0.03"
+DEFAULT_CAP = 64  # length cap when the run does not record its RL's (the demo's cap)
+# RL settings a finished λ must have been trained with to be reused.
+SETTINGS = (
+    "data", "av", "ar", "steps", "batch_size", "group_size", "max_new_tokens",
+    "length_penalty", "lr", "ar_lr", "kl_coef", "warmup", "seed",
+)  # fmt: skip
+
+
+@dataclass
+class LengthSweepConfig:
+    run: str  # run directory (after nlakit eval)
+    lambdas: str = DEFAULT_LAMBDAS  # length penalties λ (reward per token), space-separated
+    av: str | None = None  # AV every λ starts from (default: RUN/av_sft/av)
+    ar: str | None = None  # AR every λ starts from, also the common scorer (default: RUN/ar_sft/ar)
+    steps: int = 8  # RL steps per λ
+    batch_size: int = 2  # activations per RL step
+    group_size: int = 8  # explanations sampled per activation
+    lr: float = 2e-3  # AV learning rate (high: λ must matter within a few steps)
+    ar_lr: float = 2e-4  # AR learning rate
+    kl_coef: float = 0.02  # β of the KL penalty to the SFT AV
+    warmup: int = 0  # warm-up steps of each RL run (0: the first step already learns)
+    max_new_tokens: int | None = None  # length cap (default: the run's RL cap, else 64)
+    n_eval: int = 64  # eval rows each λ explains (the first n of rows.parquet; 0 = all)
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    progress: bool = True  # show progress bars
+
+
+def parse_lambdas(text: str) -> list[float]:
+    """The λ values of a space- (or comma-) separated string, in the given order."""
+    words = text.replace(",", " ").split()
+    if not words:
+        raise NLAKitError("lambdas: no values given; pass e.g. --lambdas '0 0.001 0.01'.")
+    values = []
+    for word in words:
+        try:
+            value = float(word)
+        except ValueError:
+            raise NLAKitError(
+                f"lambdas: {word!r} is not a number; pass space-separated floats such as "
+                f"'{DEFAULT_LAMBDAS}'."
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise NLAKitError(f"lambdas: {word!r} must be a finite number ≥ 0 (reward per token).")
+        values.append(value)
+    names = [lambda_name(v) for v in values]
+    if len(set(names)) != len(names):
+        raise NLAKitError(f"lambdas: {text!r} names the same value twice; list each λ once.")
+    return values
+
+
+def lambda_name(value: float) -> str:
+    """The tag of a λ in file names: `lambda_0.001`."""
+    return f"lambda_{value:g}"
+
+
+def warm_start(paths: RunPaths, config: LengthSweepConfig) -> tuple[Path, Path]:
+    """(AV, AR) every λ starts from: the config's, else the run's SFT pair."""
+    av = Path(config.av) if config.av else paths.root / "av_sft" / "av"
+    ar = Path(config.ar) if config.ar else paths.root / "ar_sft" / "ar"
+    for role, path, field in (("AV", av, "av"), ("AR", ar, "ar")):
+        if not (path / "nla_meta.yaml").is_file():
+            raise NLAKitError(
+                f"{path}: no SFT {role} to start the sweep from (no nla_meta.yaml); "
+                f"pass --{field} with the {role} directory RL should start from."
+            )
+    return av, ar
+
+
+def run_cap(paths: RunPaths) -> int | None:
+    """The length cap the run's RL used (RUN/rl/config.json, else RUN/config.json)."""
+    for config in (paths.root / "rl" / "config.json", paths.root / "config.json"):
+        if config.is_file():
+            cap = json.loads(config.read_text()).get("max_new_tokens")
+            if cap:
+                return int(cap)
+    return None
+
+
+def is_finished(out: Path) -> bool:
+    """Whether an RL run exported its final pair (the sidecar is written last)."""
+    return (out / "av" / "nla_meta.yaml").is_file() and (out / "ar" / "nla_meta.yaml").is_file()
+
+
+def check_same_settings(out: Path, rl_config) -> None:
+    """A λ directory from an earlier sweep must have been trained with these settings."""
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    old, new = json.loads(path.read_text()), asdict(rl_config)
+    diff = [f"{k}: {old.get(k)!r} then, {new[k]!r} now" for k in SETTINGS if old.get(k) != new[k]]
+    if diff:
+        raise NLAKitError(
+            f"{path}: this λ was trained with other settings ({'; '.join(diff)}). Delete "
+            f"{out} to train it again, or run the sweep with the settings it had."
+        )
+
+
+def train_lambda(
+    config: LengthSweepConfig, paths: RunPaths, start: tuple[Path, Path], lam: float, cap: int
+) -> Path:
+    """The λ's RL run directory, trained from the `start` (AV, AR) unless it finished before."""
+    av, ar = start
+    out = paths.analysis_dir(NAME) / lambda_name(lam)
+    rl_config = rl_module.RLConfig(
+        data=str(paths.tables), av=str(av), ar=str(ar), out=str(out),
+        steps=config.steps, batch_size=config.batch_size, group_size=config.group_size,
+        max_new_tokens=cap, length_penalty=lam, lr=config.lr, ar_lr=config.ar_lr,
+        kl_coef=config.kl_coef, warmup=config.warmup, seed=config.seed,
+        eval_every=0, eval_rows=8, save_every=0, keep_checkpoints=1, resume=True,
+        device=config.device, dtype=config.dtype, progress=config.progress,
+    )  # fmt: skip
+    check_same_settings(out, rl_config)
+    if not is_finished(out):
+        rl_module.rl(rl_config)
+    return out
+
+
+@torch.no_grad()
+def explain_and_score(av, own_ar, common_ar, vectors: torch.Tensor, cap: int, seed: int) -> dict:
+    """One explanation per row of `vectors [n, d]` by `av`: the texts, their lengths,
+    whether they finished, and the mse_nrm `[n]` of `own_ar`'s and `common_ar`'s
+    reconstructions (an unfinished explanation is scored as the empty text)."""
+    from nlakit.generation import SamplingConfig, sample_explanations
+    from nlakit.metrics import mse_nrm
+
+    generator = torch.Generator(device=av.device).manual_seed(seed)
+    samples = sample_explanations(av, vectors, SamplingConfig(max_new_tokens=cap), generator)
+    texts = [s.explanation or "" for s in samples]
+    scale = common_ar.meta.mse_scale_value
+    common = mse_nrm(common_ar.reconstruct(texts), vectors, scale)
+    own = common if own_ar is common_ar else mse_nrm(own_ar.reconstruct(texts), vectors, scale)
+    return {
+        "explanation": texts,
+        "n_tokens": [s.n_tokens for s in samples],
+        "finished": [s.finished for s in samples],
+        "mse_nrm": own,
+        "mse_nrm_common_ar": common,
+    }
+
+
+def load_pair(av_dir: Path, ar_dir: Path, config: LengthSweepConfig):
+    """(AV, AR) loaded in eval mode."""
+    from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+
+    kwargs = {"device": config.device, "dtype": config.dtype}
+    av = ActivationVerbalizer.from_pretrained(av_dir, **kwargs)
+    ar = ActivationReconstructor.from_pretrained(ar_dir, **kwargs)
+    return av.eval(), ar.eval()
+
+
+def rows_table(result: dict, rows: EvalRows, n: int) -> pa.Table:
+    """The per-row file of one λ (the columns truth analyses read)."""
+    columns = {
+        "explanation": result["explanation"],
+        "doc_id": rows.columns["doc_id"][:n],
+        "position": rows.columns["position"][:n],
+        "mse_nrm": result["mse_nrm"].tolist(),
+        "mse_nrm_common_ar": result["mse_nrm_common_ar"].tolist(),
+        "n_tokens": result["n_tokens"],
+        "finished": result["finished"],
+    }
+    if "record" in rows.columns:
+        columns["record"] = rows.columns["record"][:n]
+    return pa.table(columns)
+
+
+def table_row(lam: float | None, result: dict, rows: EvalRows, seed: int) -> dict:
+    """One λ's line of the table (λ None: the warm start, before RL): FVE (with CI) by
+    each AR, mean length in tokens, extraction rate."""
+    own = fve_summary(result["mse_nrm"], rows.baseline, seed=seed)
+    common = fve_summary(result["mse_nrm_common_ar"], rows.baseline, seed=seed)
+    n = len(result["n_tokens"])
+    return {
+        "lambda": lam,
+        "pair": "warm start (no RL)" if lam is None else "rl",
+        "fve_own_ar": own["fve"],
+        "fve_own_ar_ci_low": own["ci_low"],
+        "fve_own_ar_ci_high": own["ci_high"],
+        "fve_common_ar": common["fve"],
+        "fve_common_ar_ci_low": common["ci_low"],
+        "fve_common_ar_ci_high": common["ci_high"],
+        "mean_tokens": sum(result["n_tokens"]) / n,
+        "extraction_rate": sum(result["finished"]) / n,
+        "n": n,
+    }
+
+
+def length_sweep(config: LengthSweepConfig) -> dict:
+    """Train and evaluate one RL run per λ; returns the summary (also summary.json)."""
+    from nlakit.atomic import write_parquet
+
+    lambdas = parse_lambdas(config.lambdas)
+    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
+    paths = rows.paths
+    if paths.tables is None:
+        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
+    av, ar = warm_start(paths, config)
+    cap = config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
+    n = min(config.n_eval or len(rows), len(rows))
+    out_dir = paths.analysis_dir(NAME)
+    vectors = rows.vectors[:n]
+    # The warm start itself, scored the same way: the point every λ moves away from.
+    start_av, common_ar = load_pair(av, ar, config)
+    result = explain_and_score(start_av, common_ar, common_ar, vectors, cap, config.seed)
+    write_parquet(out_dir / "rows_start.parquet", rows_table(result, rows, n))
+    table = [table_row(None, result, rows, config.seed)]
+    for lam in tqdm(lambdas, desc="length sweep", unit="λ", disable=not config.progress):
+        run_dir = train_lambda(config, paths, (av, ar), lam, cap)
+        lam_av, lam_ar = load_pair(run_dir / "av", run_dir / "ar", config)
+        result = explain_and_score(lam_av, lam_ar, common_ar, vectors, cap, config.seed)
+        write_parquet(out_dir / f"rows_{lambda_name(lam)}.parquet", rows_table(result, rows, n))
+        table.append(table_row(lam, result, rows, config.seed))
+    summary = {
+        "run": str(paths.root),
+        "av_start": str(av),
+        "ar_start": str(ar),
+        "common_ar": str(ar),
+        "lambdas": lambdas,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "group_size": config.group_size,
+        "lr": config.lr,
+        "max_new_tokens": cap,
+        "n": n,
+        "baseline_variance": rows.baseline.variance,
+        "baseline_n": rows.baseline.n,
+        "warm_start": table[0],
+        "table": table[1:],
+    }
+    write_analysis(out_dir, table, summary, sweep_figure(table, n))
+    return summary
+
+
+def sweep_figure(table: list[dict], n: int):
+    """FVE against mean explanation length: a line through the λs (in order) for each
+    scoring AR, and the warm start as a star."""
+    from nlakit.eval.plots import figure
+
+    fig, ax = figure(
+        f"Length penalty sweep: FVE against explanation length\n(n = {n} eval rows per λ)",
+        "mean explanation length (tokens)",
+        "FVE",
+    )
+    start, points = table[0], sorted(table[1:], key=lambda r: r["lambda"])
+    x = [r["mean_tokens"] for r in points]
+    for key, label, style in (
+        ("fve_own_ar", "scored by each λ's own AR", "o-"),
+        ("fve_common_ar", "scored by the common SFT AR", "s--"),
+    ):
+        ax.plot(x, [r[key] for r in points], style, label=label)
+    for r in points:  # one label per λ, above its higher point
+        xy = (r["mean_tokens"], max(r["fve_own_ar"], r["fve_common_ar"]))
+        ax.annotate(f"λ={r['lambda']:g}", xy, textcoords="offset points", xytext=(3, 5))
+    ax.plot(
+        [start["mean_tokens"]], [start["fve_common_ar"]], "k*", ms=12, label="warm start (no RL)"
+    )
+    ax.legend(loc="best")
+    return fig

@@ -1,0 +1,114 @@
+"""`nlakit report` in a real browser: headless Chromium (through Playwright) opens
+report.html, takes a full-page screenshot and checks from the DOM that every plot
+loaded and every section has a title.
+
+Needs the `playwright` package and Debian's `chromium` (`make browser` installs the
+browser; Playwright's own browser download is not used). Without them these tests skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from test_report import build_fake_run
+
+from nlakit.eval.report import ReportConfig, report
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def chromium_path() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found or next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(
+            "the playwright package is missing: pip install 'nlakit[browser]' (`make test` "
+            "installs it with the dev extra; `make browser` installs chromium)"
+        )
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip(
+            "no chromium executable on PATH or in /usr/bin: run `make browser` "
+            "(apt-get install chromium, as root)"
+        )
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+# What the checks read from the page. An image "renders" when it decodes and paints: the
+# share of opaque pixels (matplotlib draws an opaque white background) — naturalWidth
+# alone comes from the PNG header and is > 0 even for a truncated file.
+DOM_PROBE = """async () => ({
+    images: await Promise.all([...document.images].map(async img => {
+        try { await img.decode(); } catch (e) { return {width: 0, painted: 0}; }
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(img, 0, 0);
+        const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        let opaque = 0;
+        for (let k = 3; k < pixels.length; k += 4) if (pixels[k] > 0) opaque++;
+        return {width: img.naturalWidth, painted: opaque / (pixels.length / 4)};
+    })),
+    sections: [...document.querySelectorAll('section')].map(s => ({
+        id: s.id, title: (s.querySelector('h2') || {}).innerText || ''})),
+    scripts: document.scripts.length,
+    height: document.documentElement.scrollHeight,
+})"""
+
+
+def open_report(browser, html: str, screenshot: Path) -> dict:
+    """Load the page, screenshot it, and read what the checks need from the DOM."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: outside.append(r.url) if r.url.split(":")[0] not in ("file", "data") else None,
+    )
+    start = time.perf_counter()
+    page.goto(Path(html).resolve().as_uri(), wait_until="load")
+    seconds = time.perf_counter() - start
+    page.screenshot(path=str(screenshot), full_page=True)
+    dom = page.evaluate(DOM_PROBE)
+    page.close()
+    return {**dom, "outside": outside, "seconds": seconds}
+
+
+def test_report_renders_in_chromium(browser, tmp_path):
+    run = tmp_path / "run"
+    build_fake_run(run)
+    result = report(ReportConfig(run=str(run)))
+    shot = tmp_path / "report.png"
+    dom = open_report(browser, result["html"], shot)
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert shot.stat().st_size > 20_000  # a full page of tables and plots, not a blank frame
+    assert len(dom["images"]) == 5
+    assert all(i["width"] > 0 and i["painted"] > 0.999 for i in dom["images"]), dom["images"]
+    assert [s["id"] for s in dom["sections"]] == result["sections"]
+    assert all(s["title"].strip() for s in dom["sections"])
+    assert dom["scripts"] == 0  # the <script> in the data stayed text
+    assert dom["outside"] == []  # self-contained: nothing fetched beyond the file
+    assert dom["height"] > 2000
+
+
+@pytest.mark.slow
+def test_report_of_the_demo_run_renders_quickly(browser, demo_eval_run, tmp_path):
+    result = report(ReportConfig(run=str(demo_eval_run)))
+    assert result["sections"] == ["eval"]
+    dom = open_report(browser, result["html"], tmp_path / "demo_report.png")
+    assert dom["seconds"] < 5
+    assert [s["title"] for s in dom["sections"]] == ["Evaluation"]
+    assert len(dom["images"]) == 1
+    assert dom["images"][0]["width"] > 0 and dom["images"][0]["painted"] > 0.999
+    assert dom["outside"] == []
