@@ -7,6 +7,7 @@ nlakit tiny --out DIR [--arch qwen3|llama|gemma3]
 nlakit demo                          the default end-to-end run
 nlakit eval --run RUN                evaluation with controls (see nlakit/eval/cli.py)
 nlakit analyze NAME --run RUN        the analyses; nlakit report RUN assembles them
+nlakit view RUN [RUN ...]            browse tokens, explanations and errors in the browser
 """
 
 from __future__ import annotations
@@ -311,11 +312,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from nlakit.eval.cli import register as register_eval
     from nlakit.toyworld.cli import register as register_toyworld
     from nlakit.train.cli import register as register_train
+    from nlakit.viewer.cli import register as register_viewer
 
     register_data(sub, chosen)
     register_train(sub, chosen)
     register_eval(sub, chosen, words[1] if len(words) > 1 else None)
     register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
+    register_viewer(sub, chosen)
 
     p = sub.add_parser("demo", help="train and evaluate an NLA on the toy world (offline)")
     p.set_defaults(func=_cmd_demo)

@@ -205,6 +205,7 @@ def run_demo(config: DemoConfig | None = None) -> dict:
         f"\nrun directory: {run.resolve()}  (summary.json, world/, tables/, ar_sft/, av_sft/, rl/)"
     )
     print(f"analyse it:    nlakit eval --run {run} && nlakit analyze all --run {run}")
+    print(f"browse it:     nlakit view {run}   (after nlakit eval)")
     return summary
 
 

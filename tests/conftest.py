@@ -158,3 +158,39 @@ def demo_eval_run(tmp_path_factory) -> Path:
         run_demo(DemoConfig(out=str(run)))
     evaluate(EvalConfig(run=str(run), device="cpu"))
     return run
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def chromium_path() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found or next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright (`make browser` installs chromium;
+    Playwright's own browser download is not used). Skips, saying why, without them.
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop running while it is
+    open, which would break later tests that call `asyncio.run` (the LLM teachers)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(
+            "the playwright package is missing: pip install 'nlakit[browser]' (`make test` "
+            "installs it with the dev extra; `make browser` installs chromium)"
+        )
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip(
+            "no chromium executable on PATH or in /usr/bin: run `make browser` "
+            "(apt-get install chromium, as root)"
+        )
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.eval.outputs import write_analysis
-from nlakit.eval.rows import EvalRows, load_rows
-from nlakit.metrics import fve
+
+if TYPE_CHECKING:
+    from nlakit.eval.rows import EvalRows
+
+# torch and the eval-table loader are imported inside `token_types()`: the pure
+# classification below is also used by the viewer, which needs neither.
 
 TOKEN_TYPES = (
     "word-start",
@@ -127,6 +131,11 @@ def token_types(config: TokenTypesConfig) -> dict:
     its summary."""
     if config.n_buckets < 1:
         raise NLAKitError(f"--n-buckets must be at least 1, got {config.n_buckets}.")
+    import torch
+
+    from nlakit.eval.rows import load_rows
+    from nlakit.metrics import fve
+
     rows = load_rows(config.run)
     errors = _errors(rows, config.error_column)
     keep = ~np.isnan(errors)

@@ -15,6 +15,7 @@ boundaries; topics and entities are compared within the record's genre.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -27,8 +28,16 @@ _QUOTED = re.compile(r'"[^"\n]*"')
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
 
+@functools.lru_cache(maxsize=8192)
 def _pattern(alias: str) -> re.Pattern:
-    return re.compile(r"(?<!\w)" + re.escape(alias.lower()) + r"(?!\w)")
+    """`alias` (lower case) on word boundaries."""
+    return re.compile(r"(?<!\w)" + re.escape(alias) + r"(?!\w)")
+
+
+@functools.lru_cache(maxsize=64)
+def _entity_table(genre: str) -> dict[str, tuple[str, ...]]:
+    """Every entity of every topic of `genre`, each its own alias."""
+    return {e: (e,) for topic in TOPICS[genre] for e in entities(genre, topic)}
 
 
 def find_values(text: str, table: Mapping[str, Iterable[str]]) -> list[tuple[int, str]]:
@@ -38,6 +47,9 @@ def find_values(text: str, table: Mapping[str, Iterable[str]]) -> list[tuple[int
     matches = []
     for value, aliases in table.items():
         for alias in aliases:
+            alias = alias.lower()
+            if alias not in text:  # a cheap test first: most aliases are absent
+                continue
             for m in _pattern(alias).finditer(text):
                 matches.append((m.start(), m.end(), value))
     kept = []
@@ -70,9 +82,7 @@ def score_claims(explanation: str, record: TokenRecord | Mapping) -> dict[str, s
     genre_found = find_values(first.split(":")[0] if ":" in first else first, GENRE_NAMES)
     genre_found = genre_found[:1]  # the label the line opens with
     topic_table = TOPICS[rec["genre"]]
-    entity_table = {e: (e,) for e in entities(rec["genre"], rec["topic"])}
-    for other in TOPICS[rec["genre"]]:
-        entity_table.update({e: (e,) for e in entities(rec["genre"], other)})
+    entity_table = _entity_table(rec["genre"])
     unquoted = _QUOTED.sub('"…"', last)
     sentences = _SENTENCE_END.split(unquoted, maxsplit=1)
     role_part = sentences[0] if sentences else ""

@@ -2,13 +2,11 @@
 report.html, takes a full-page screenshot and checks from the DOM that every plot
 loaded and every section has a title.
 
-Needs the `playwright` package and Debian's `chromium` (`make browser` installs the
-browser; Playwright's own browser download is not used). Without them these tests skip.
+The `browser` fixture (tests/conftest.py) skips, saying why, without Playwright or chromium.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -16,35 +14,6 @@ import pytest
 from test_report import build_fake_run
 
 from nlakit.eval.report import ReportConfig, report
-
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-
-
-def chromium_path() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    return found or next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip(
-            "the playwright package is missing: pip install 'nlakit[browser]' (`make test` "
-            "installs it with the dev extra; `make browser` installs chromium)"
-        )
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip(
-            "no chromium executable on PATH or in /usr/bin: run `make browser` "
-            "(apt-get install chromium, as root)"
-        )
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
 
 # What the checks read from the page. An image "renders" when it decodes and paints: the
 # share of opaque pixels (matplotlib draws an opaque white background) — naturalWidth
