@@ -22,7 +22,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -323,10 +323,15 @@ async def teach_all(
     config: TeacherConfig,
     cache: TeacherCache | None,
     progress: bool = True,
+    prompt_of: Callable[[TeachRequest], str] = teacher_prompt,
 ) -> list[TeachResult]:
     """Answer every request (results in request order), at most `config.concurrency`
     at a time; cache hits make no call, and every successful reply is cached at once.
-    A row that fails (after retries, or past `max_requests`) gets status "error"."""
+    A row that fails (after retries, or past `max_requests`) gets status "error".
+
+    `prompt_of` writes each request's prompt (default: the explanation prompt); the
+    analyses pass their own (few-shot, paraphrase) and keep the batching, retries,
+    cache and request cap. The cache key is the prompt actually sent."""
     run = _Run(config, len(requests), progress, teacher.spec)
     in_flight = asyncio.Semaphore(config.concurrency)
     params = {"max_tokens": int(config.max_tokens), "temperature": float(config.temperature)}
@@ -334,7 +339,7 @@ async def teach_all(
     todo = iter(enumerate(requests))
 
     async def answer(request: TeachRequest) -> TeachResult:
-        prompt = teacher_prompt(request)
+        prompt = prompt_of(request)
         key = cache.key(teacher.spec, prompt, params) if cache is not None else ""
         hit = cache.get(key) if cache is not None else None
         if hit is not None:

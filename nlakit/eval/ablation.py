@@ -28,13 +28,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-import torch
-from tqdm.auto import tqdm
-
 from nlakit.errors import NLAKitError
+from nlakit.eval.conditions import condition_stats, condition_table, score_conditions, text_column
 from nlakit.eval.outputs import write_analysis
-from nlakit.eval.stats import derangement, fve_summary
-from nlakit.metrics import FVEBaseline
+from nlakit.eval.stats import derangement
 
 NAME = "ablation"
 MAIN_CONDITIONS = ("full", "without_last", "last_only", "replaced_last")
@@ -111,89 +108,6 @@ def paragraph_counts(explanations: list[str]) -> dict:
         "single_paragraph_rows": counts[1],
         "empty_rows": counts[0],
     }
-
-
-def fve_drop(
-    reference: torch.Tensor,
-    errors: torch.Tensor,
-    baseline: FVEBaseline,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict:
-    """FVE(reference) − FVE(errors) for per-row mse_nrm `[n]` of the same rows, with a
-    paired percentile bootstrap 95% CI (both resampled with the same row indices).
-
-    The drop is mean(errors − reference) / baseline variance: positive = worse than
-    the reference."""
-    diff = errors.float().cpu() - reference.float().cpu()
-    generator = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, diff.shape[0], (n_boot, diff.shape[0]), generator=generator)
-    boots = diff[idx].mean(dim=1) / baseline.variance
-    lo, hi = torch.quantile(boots, torch.tensor([0.025, 0.975])).tolist()
-    return {"fve_drop": float(diff.mean() / baseline.variance), "ci_low": lo, "ci_high": hi}
-
-
-def score_changed(rows, texts: list[str], reference: list[str], errors: torch.Tensor):
-    """mse_nrm `[n]` of `texts` by the run's AR, re-scoring only the rows whose text
-    differs from `reference` (whose mse_nrm `[n]` is `errors`); also the changed count."""
-    changed = [i for i, (a, b) in enumerate(zip(texts, reference, strict=True)) if a != b]
-    out = errors.clone()
-    if changed:
-        out[changed] = rows.score([texts[i] for i in changed], rows.vectors[changed])
-    return out, len(changed)
-
-
-def text_column(rows, column: str) -> list[str]:
-    """The texts of a rows.parquet column ("" for missing values), or a clear error."""
-    if column not in rows.columns:
-        raise NLAKitError(
-            f"{rows.paths.rows}: no column {column!r} (has {sorted(rows.columns)}); pass "
-            "--column explanation or --column teacher_explanation."
-        )
-    return [t or "" for t in rows.columns[column]]
-
-
-def score_conditions(rows, texts: dict[str, list[str]], progress: bool = True, desc: str = ""):
-    """({condition: mse_nrm [n]}, {condition: rows re-scored}) by the run's AR. The first
-    condition is the reference, scored in full; the others re-score only the rows whose
-    text differs from it."""
-    names = list(texts)
-    reference = names[0]
-    errors = {reference: rows.score(texts[reference])}
-    changed = {reference: 0}
-    for name in tqdm(names[1:], desc=desc, unit="condition", disable=not progress):
-        errors[name], changed[name] = score_changed(
-            rows, texts[name], texts[reference], errors[reference]
-        )
-    return errors, changed
-
-
-def condition_stats(errors: dict, changed: dict, baseline, n_boot: int, seed: int) -> dict:
-    """Per condition: `fve_summary`, rows changed, and the paired FVE drop from the
-    first condition."""
-    reference = errors[next(iter(errors))]
-    return {
-        name: {
-            **fve_summary(e, baseline, n_boot, seed),
-            "n_changed": changed[name],
-            "drop": fve_drop(reference, e, baseline, n_boot, seed),
-        }
-        for name, e in errors.items()
-    }
-
-
-def condition_table(stats: dict) -> list[dict]:
-    """One table row per condition, the drop and its CI flattened into columns."""
-    return [
-        {
-            "condition": name,
-            **{k: v for k, v in s.items() if k != "drop"},
-            "fve_drop": s["drop"]["fve_drop"],
-            "drop_ci_low": s["drop"]["ci_low"],
-            "drop_ci_high": s["drop"]["ci_high"],
-        }
-        for name, s in stats.items()
-    ]
 
 
 def paragraph_ablation(config: AblationConfig) -> dict:

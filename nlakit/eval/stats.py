@@ -1,4 +1,5 @@
-"""Statistics of per-row errors: bootstrap confidence intervals and FVE summaries."""
+"""Statistics of per-row errors: bootstrap confidence intervals, FVE summaries, the
+paired FVE drop between two conditions, the shuffled-control pairing."""
 
 from __future__ import annotations
 
@@ -42,6 +43,26 @@ def fve_summary(
         "baseline_variance": baseline.variance,
         "baseline_n": baseline.n,
     }
+
+
+def fve_drop(
+    reference: torch.Tensor,
+    errors: torch.Tensor,
+    baseline: FVEBaseline,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """FVE(reference) − FVE(errors) for per-row mse_nrm `[n]` of the same rows, with a
+    paired percentile bootstrap 95% CI (both resampled with the same row indices).
+
+    The drop is mean(errors − reference) / baseline variance: positive = worse than
+    the reference."""
+    diff = errors.float().cpu() - reference.float().cpu()
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, diff.shape[0], (n_boot, diff.shape[0]), generator=generator)
+    boots = diff[idx].mean(dim=1) / baseline.variance
+    lo, hi = torch.quantile(boots, torch.tensor([0.025, 0.975])).tolist()
+    return {"fve_drop": float(diff.mean() / baseline.variance), "ci_low": lo, "ci_high": hi}
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:

@@ -30,8 +30,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from nlakit.data.teacher_backends import Teacher
-from nlakit.eval.ablation import condition_stats, condition_table, score_conditions, text_column
+from nlakit.eval.conditions import condition_stats, condition_table, score_conditions, text_column
 from nlakit.eval.outputs import write_analysis
 from nlakit.toyworld.paraphrase import paraphrase as toyworld_paraphrase
 
@@ -125,23 +124,6 @@ def parse_paraphrase(reply: str) -> str | None:
     return text or None
 
 
-class _PromptSwap(Teacher):
-    """A teacher that answers `paraphrase_prompt(e)` where `teach_all` asks its own
-    prompt for a request whose prefix is `e`, so that the batching, retries, cache and
-    request cap of the data pipeline's `teach_all` serve paraphrases unchanged."""
-
-    def __init__(self, teacher: Teacher, prompts: dict[str, str]):
-        self.teacher = teacher
-        self.prompts = prompts
-        self.spec = f"paraphrase/{teacher.spec}"  # keeps its cache entries apart
-
-    async def complete(self, prompt: str, config):
-        return await self.teacher.complete(self.prompts[prompt], config)
-
-    async def aclose(self) -> None:
-        await self.teacher.aclose()
-
-
 def teacher_paraphrases(
     spec: str, texts: list[str], config: StegoConfig, cache_path=None
 ) -> tuple[list[str], dict]:
@@ -151,18 +133,23 @@ def teacher_paraphrases(
     import asyncio
 
     from nlakit.data.teacher import TeacherCache, TeacherConfig, TeachRequest, teach_all
-    from nlakit.data.teacher import teacher_prompt as explain_prompt
     from nlakit.data.teacher_backends import make_teacher
 
     requests = [TeachRequest(str(i), t, "") for i, t in enumerate(texts) if t.strip()]
-    prompts = {explain_prompt(r): paraphrase_prompt(r.prefix) for r in requests}
     kwargs = {"device": config.device, "dtype": config.dtype} if spec.startswith("hf:") else {}
 
     async def main():
-        teacher = _PromptSwap(make_teacher(spec, **kwargs), prompts)
+        teacher = make_teacher(spec, **kwargs)
         cache = TeacherCache(cache_path) if cache_path is not None else None
         try:
-            return await teach_all(teacher, requests, TeacherConfig(), cache, config.progress)
+            return await teach_all(
+                teacher,
+                requests,
+                TeacherConfig(),
+                cache,
+                config.progress,
+                prompt_of=lambda r: paraphrase_prompt(r.prefix),
+            )
         finally:
             await teacher.aclose()
             if cache is not None:

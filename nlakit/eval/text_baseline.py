@@ -29,7 +29,6 @@ Writes `RUN/eval/text_baseline/`: `explanations.parquet` (per row), `table.csv`,
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ import pyarrow as pa
 import torch
 
 from nlakit.data.teacher import (
-    Completion,
     Teacher,
     TeacherConfig,
     TeachRequest,
@@ -119,24 +117,6 @@ def few_shot_prompt(request: TeachRequest, shots: list[Shot]) -> str:
     )
 
 
-class FewShotTeacher(Teacher):
-    """A teacher answering each row's few-shot prompt in place of the standard one:
-    `teach_all` asks with `teacher_prompt(request)`, this swaps in the row's prompt.
-    The spec names the examples, so cached answers never cross prompt sets."""
-
-    def __init__(self, inner: Teacher, prompts: dict[str, str]):
-        self.inner = inner
-        self.prompts = prompts
-        digest = hashlib.sha256("\x00".join(sorted(prompts.values())).encode()).hexdigest()
-        self.spec = f"{inner.spec}#text-only-{digest[:16]}"
-
-    async def complete(self, prompt: str, config: TeacherConfig) -> Completion:
-        return await self.inner.complete(self.prompts.get(prompt, prompt), config)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 def requests_of(rows: EvalRows, n: int) -> list[TeachRequest]:
     """One teacher request per row: its text prefix and final token."""
     c = rows.columns
@@ -165,17 +145,21 @@ def llm_explanations(
     prompt; an unusable reply is the empty explanation (scored as such)."""
     from nlakit.data.teacher_cache import TeacherCache
 
-    prompts = {
-        teacher_prompt(r): few_shot_prompt(r, s) for r, s in zip(requests, shots, strict=True)
-    }
-    wrapped = FewShotTeacher(teacher, prompts)
+    shots_of = {r.key: s for r, s in zip(requests, shots, strict=True)}
     cache = TeacherCache(cache_path) if cache_path is not None else None
 
     async def main():
         try:
-            return await teach_all(wrapped, requests, config, cache, progress)
+            return await teach_all(
+                teacher,
+                requests,
+                config,
+                cache,
+                progress,
+                prompt_of=lambda r: few_shot_prompt(r, shots_of[r.key]),
+            )
         finally:
-            await wrapped.aclose()
+            await teacher.aclose()
 
     try:
         results = asyncio.run(main())

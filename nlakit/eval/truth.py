@@ -32,7 +32,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from nlakit.errors import NLAKitError
-from nlakit.eval.ablation import MAIN_CONDITIONS, ablated_texts, text_column
+from nlakit.eval.ablation import MAIN_CONDITIONS, ablated_texts
+from nlakit.eval.conditions import text_column
 from nlakit.eval.outputs import write_analysis
 from nlakit.toyworld.truth import FIELDS, score_claims, truth_rates
 

@@ -285,6 +285,25 @@ def test_plain_errors_are_not_retried():
     assert len(teacher.calls) == 2
 
 
+def test_a_custom_prompt_is_sent_and_keys_the_cache(tmp_path):
+    class Recording(ScriptedTeacher):
+        async def complete(self, prompt, config):
+            self.prompts = [*getattr(self, "prompts", []), prompt]
+            return await super().complete(prompt, config)
+
+    config = TeacherConfig(**FAST)
+    with TeacherCache(tmp_path / "c.sqlite") as cache:
+        teacher = Recording()
+        custom = lambda r: f"Paraphrase: {r.prefix}"  # noqa: E731
+        asyncio.run(teach_all(teacher, rows(2), config, cache, False, prompt_of=custom))
+        assert teacher.prompts == [f"Paraphrase: {r.prefix}" for r in rows(2)]
+        again = asyncio.run(teach_all(teacher, rows(2), config, cache, False, prompt_of=custom))
+        assert all(r.cached for r in again) and len(teacher.prompts) == 2
+        # the standard prompt for the same rows is another cache entry
+        plain = asyncio.run(teach_all(teacher, rows(2), config, cache, False))
+        assert not any(r.cached for r in plain) and len(teacher.prompts) == 4
+
+
 def test_empty_request_list():
     assert run(ScriptedTeacher(), []) == []
 

@@ -6,21 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.eval.ablation import (
     AblationConfig,
     ablated_texts,
-    fve_drop,
     join_paragraphs,
     paragraph_ablation,
     paragraph_counts,
-    score_changed,
     split_paragraphs,
 )
 from nlakit.eval.stats import derangement
-from nlakit.metrics import FVEBaseline
 
 TWO = "Genre: a poem.\nThe final token is a word. Next comes a word."
 THREE = "Genre: a recipe.\nIn the steps.\nThe final token is a unit."
@@ -108,40 +104,6 @@ def test_paragraph_counts():
         "single_paragraph_rows": 2,
         "empty_rows": 1,
     }
-
-
-def test_fve_drop_is_paired():
-    baseline = FVEBaseline(torch.zeros(4), variance=2.0, n=10)
-    reference = torch.tensor([0.1, 0.5, 1.5, 0.2, 0.9, 1.1])
-    worse = reference + 0.4
-    drop = fve_drop(reference, worse, baseline, n_boot=200)
-    # Every row is worse by 0.4: the drop is 0.4 / 2 and the paired CI has no width.
-    assert drop["fve_drop"] == pytest.approx(0.2)
-    assert drop["ci_low"] == pytest.approx(0.2) and drop["ci_high"] == pytest.approx(0.2)
-    assert fve_drop(reference, reference, baseline)["fve_drop"] == 0.0
-    noisy = reference + torch.tensor([0.5, -0.1, 0.3, 0.0, 0.4, -0.2])
-    drop = fve_drop(reference, noisy, baseline, n_boot=500)
-    assert drop["ci_low"] < drop["fve_drop"] < drop["ci_high"]
-
-
-class _CountingRows:
-    """Stands in for EvalRows: records which texts the AR was asked to score."""
-
-    def __init__(self, n: int):
-        self.vectors = torch.arange(n, dtype=torch.float32)[:, None].expand(n, 3)
-        self.asked: list[str] = []
-
-    def score(self, texts, vectors):
-        self.asked += texts
-        return vectors[:, 0] + 100
-
-
-def test_score_changed_rescores_only_changed_rows():
-    rows = _CountingRows(4)
-    reference = ["a", "b", "c", "d"]
-    errors, changed = score_changed(rows, ["a", "B", "c", "D"], reference, torch.zeros(4))
-    assert rows.asked == ["B", "D"] and changed == 2
-    assert errors.tolist() == [0.0, 101.0, 0.0, 103.0]
 
 
 def test_ablation_on_eval_run(eval_run):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nlakit.eval.stats import bootstrap_fve, derangement, fve_summary
+from nlakit.eval.stats import bootstrap_fve, derangement, fve_drop, fve_summary
 from nlakit.metrics import FVEBaseline, fve
 
 
@@ -45,3 +45,17 @@ def test_derangement_moves_every_row(n):
 def test_derangement_needs_two_rows():
     with pytest.raises(ValueError, match="at least 2"):
         derangement(1)
+
+
+def test_fve_drop_is_paired():
+    baseline = FVEBaseline(torch.zeros(4), variance=2.0, n=10)
+    reference = torch.tensor([0.1, 0.5, 1.5, 0.2, 0.9, 1.1])
+    worse = reference + 0.4
+    drop = fve_drop(reference, worse, baseline, n_boot=200)
+    # Every row is worse by 0.4: the drop is 0.4 / 2 and the paired CI has no width.
+    assert drop["fve_drop"] == pytest.approx(0.2)
+    assert drop["ci_low"] == pytest.approx(0.2) and drop["ci_high"] == pytest.approx(0.2)
+    assert fve_drop(reference, reference, baseline)["fve_drop"] == 0.0
+    noisy = reference + torch.tensor([0.5, -0.1, 0.3, 0.0, 0.4, -0.2])
+    drop = fve_drop(reference, noisy, baseline, n_boot=500)
+    assert drop["ci_low"] < drop["fve_drop"] < drop["ci_high"]
