@@ -73,11 +73,13 @@ def test_report_renders_in_chromium(browser, tmp_path):
 
 @pytest.mark.slow
 def test_report_of_the_demo_run_renders_quickly(browser, demo_eval_run, tmp_path):
+    # The analyses that other slow tests ran on the shared demo run are in the report too.
     result = report(ReportConfig(run=str(demo_eval_run)))
-    assert result["sections"] == ["eval"]
+    assert result["sections"][0] == "eval"
     dom = open_report(browser, result["html"], tmp_path / "demo_report.png")
     assert dom["seconds"] < 5
-    assert [s["title"] for s in dom["sections"]] == ["Evaluation"]
-    assert len(dom["images"]) == 1
-    assert dom["images"][0]["width"] > 0 and dom["images"][0]["painted"] > 0.999
+    assert dom["sections"][0]["title"] == "Evaluation"
+    assert all(s["title"].strip() for s in dom["sections"])
+    assert len(dom["images"]) == len(result["sections"])  # one plot per section
+    assert all(i["width"] > 0 and i["painted"] > 0.999 for i in dom["images"])
     assert dom["outside"] == []

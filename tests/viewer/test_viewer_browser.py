@@ -268,3 +268,20 @@ def test_forty_thousand_rows_load_in_3_s_and_filter_in_300_ms(browser, large_pag
     assert re.match(r"[\d,]+ of 40,000 tokens", page.inner_text("#status"))
     assert page.problems == []
     page.close()
+
+
+@pytest.mark.slow
+def test_the_demo_run_in_the_viewer(browser, demo_eval_run, tmp_path):
+    result = build_viewer(ViewConfig(runs=[str(demo_eval_run)], out=str(tmp_path / "view")))
+    page = open_page(browser, Path(result["page"]).as_uri())
+    shown = page.evaluate(SHOWN)
+    assert len(shown) == result["rows"] > 0
+    page.keyboard.press("ArrowRight")
+    panel = page.inner_text("#panel")
+    assert "Toy-world latent record" in panel and "Teacher's explanation" in panel
+    verdicts = page.eval_on_selector_all(
+        "#panel table.truth tr", "rows => rows.slice(1, 6).map(r => r.cells[2].innerText)"
+    )
+    assert len(verdicts) == 5 and set(verdicts) <= {"true", "false", "absent"}
+    assert page.ready_seconds < 3 and page.problems == [] and page.outside == []
+    page.close()
