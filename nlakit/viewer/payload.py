@@ -18,6 +18,7 @@ so the page's export and `nlakit view --export` agree.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ import numpy as np
 from nlakit import __version__
 from nlakit.errors import NLAKitError
 from nlakit.eval.token_types import TOKEN_TYPES, error_buckets, token_type
-from nlakit.viewer.inputs import SCORE_COLUMNS, ViewerInput
+from nlakit.viewer.inputs import ViewerInput
 
 N_BUCKETS = 5
 GAP = " … "  # stands for text missing between two tokens whose contexts do not overlap
@@ -211,10 +212,6 @@ def build_payload(
     inputs: list[ViewerInput], context_chars: int = 600, title: str | None = None
 ) -> dict:
     """The page's data object (see the module docstring)."""
-    for item in inputs:
-        missing = [c for c in SCORE_COLUMNS[:2] if c not in item.columns]
-        if missing:
-            raise NLAKitError(f"{item.path}: missing column(s) {missing}.")
     keys, where = _keys(inputs)
     tokens = [str(t) for t in _token_column(inputs, where, keys, "token", "")]
     contexts = [c or None for c in _token_column(inputs, where, keys, "context", None)]
@@ -226,21 +223,22 @@ def build_payload(
 
     doc_ids, doc_texts, doc_of, starts, ends = [], [], [], [], []
     k = 0
-    while k < len(keys):
-        j = k
-        while j < len(keys) and keys[j][0] == keys[k][0]:
-            j += 1
+    for doc_id, group in itertools.groupby(keys, key=lambda key: key[0]):  # keys come by doc
+        j = k + len(list(group))
         text, spans = document_layout(contexts[k:j], tokens[k:j], context_chars)
         doc_of += [len(doc_ids)] * (j - k)
-        doc_ids.append(keys[k][0])
+        doc_ids.append(doc_id)
         doc_texts.append(text)
         starts += [s for s, _ in spans]
         ends += [e for _, e in spans]
         k = j
 
     types = [token_type(t) for t in tokens]
-    type_names = [t for t in TOKEN_TYPES if t in set(types)]
+    present = set(types)
+    type_names = [t for t in TOKEN_TYPES if t in present]
+    type_index = {t: i for i, t in enumerate(type_names)}
     source_names = sorted(set(sources))
+    source_index = {s: i for i, s in enumerate(source_names)}
     per_run = [
         _scores(item, index, keys, records) for item, index in zip(inputs, where, strict=True)
     ]
@@ -261,8 +259,8 @@ def build_payload(
             "token": tokens,
             "start": starts,
             "end": ends,
-            "type": [type_names.index(t) for t in types],
-            "source": [source_names.index(s) for s in sources],
+            "type": [type_index[t] for t in types],
+            "source": [source_index[s] for s in sources],
             "record": records,
             "teacher": teacher,
             "teacher_mse": teacher_mse,

@@ -25,8 +25,8 @@
 
   const state = {query: "", source: -1, type: -1, bucket: -1, run: 0, sort: "doc", page: 0, selected: -1};
   let order = [];                    // matching rows, in display order
-  let rank = new Int32Array(N);      // row → its index in `order`, -1 when filtered out
-  let docPage = new Int32Array(D.docs.id.length);  // doc → its index among matching docs
+  const rank = new Int32Array(N);     // row → its index in `order`, -1 when filtered out
+  const docPage = new Int32Array(D.docs.id.length);  // doc → its index among matching docs
   let matchingDocs = [];
 
   // Lower-case explanations of every run, one string per row, for the free-text search.
