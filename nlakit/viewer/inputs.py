@@ -99,6 +99,11 @@ def read_input(path: str | os.PathLike) -> ViewerInput:
     if data.num_rows == 0:
         raise NLAKitError(f"{table}: the table has no rows.")
     columns = {c: data[c].to_pylist() for c in data.column_names}
+    if all(m is None for m in columns["mse_nrm"]):
+        raise NLAKitError(
+            f"{table}: every mse_nrm is null; the viewer shows explanations with their "
+            "reconstruction error (score them with `nlakit eval`)."
+        )
     return ViewerInput(_name(path, table), table, columns, _variance(table))
 
 

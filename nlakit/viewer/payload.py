@@ -9,8 +9,10 @@ parses that several times faster than a list of objects:
     rows    {doc, position, token, start, end, type, source, record, teacher, teacher_mse}
             token rows sorted by document, then position; `start:end` is the token's
             character span in its document's text, `type`/`source` index `types`/`sources`
-    scores  per run {explanation, mse_nrm, cos, n_tokens, finished, bucket, claims},
-            null where the run has no row for that token
+    scores  per run {explanation, mse_nrm, cos, n_tokens, finished, bucket, shared_bucket,
+            claims}, null where the run has no row for that token; `bucket` is the
+            error quintile within the run, `shared_bucket` on the first run's
+            quintiles (`shared_thresholds`), comparable across runs
 
 Scores are rounded to 6 decimals; the JSON export (`export.py`) reads this object,
 so the page's export and `nlakit view --export` agree.
@@ -97,6 +99,17 @@ def bucket_edges(errors: np.ndarray, buckets: np.ndarray, n_buckets: int = N_BUC
         else None
         for b in range(n_buckets)
     ]
+
+
+def quintile_thresholds(errors: np.ndarray, n_buckets: int = N_BUCKETS) -> list[float]:
+    """The `n_buckets - 1` error values that split `errors` into equal-count buckets."""
+    return np.quantile(errors, np.arange(1, n_buckets) / n_buckets).tolist()
+
+
+def threshold_buckets(errors: list[float | None], thresholds: list[float]) -> list[int]:
+    """Bucket of each error on a fixed scale (-1 for a missing one): bucket b holds
+    errors from thresholds[b - 1] (inclusive) to thresholds[b]."""
+    return [-1 if e is None else int(np.searchsorted(thresholds, e, side="right")) for e in errors]
 
 
 def claims_code(explanation: str | None, record: dict | None) -> str | None:
@@ -242,6 +255,11 @@ def build_payload(
     per_run = [
         _scores(item, index, keys, records) for item, index in zip(inputs, where, strict=True)
     ]
+    # A shared scale, the first run's quintiles, makes colours comparable across runs.
+    lead = np.array([m for m in per_run[0]["scores"]["mse_nrm"] if m is not None])
+    shared = [_number(t) for t in quintile_thresholds(lead)]
+    for run in per_run:
+        run["scores"]["shared_bucket"] = threshold_buckets(run["scores"]["mse_nrm"], shared)
     return {
         "schema_version": 1,
         "title": title or "nlakit viewer: " + ", ".join(i.name for i in inputs),
@@ -251,6 +269,7 @@ def build_payload(
         "claim_fields": [list(item) for item in CLAIM_FIELDS.items()],
         "types": type_names,
         "sources": source_names,
+        "shared_thresholds": shared,
         "runs": [r["run"] for r in per_run],
         "docs": {"id": doc_ids, "text": doc_texts},
         "rows": {

@@ -49,5 +49,9 @@ def test_other_bad_inputs(tmp_path):
     empty = {k: v[:0] for k, v in rows_columns(n_docs=1, per_doc=1).items()}
     with pytest.raises(NLAKitError, match="has no rows"):
         read_input(write_run(tmp_path / "empty", empty, vectors=False))
+    unscored = rows_columns(n_docs=1, per_doc=2)
+    unscored["mse_nrm"] = [None, None]
+    with pytest.raises(NLAKitError, match="every mse_nrm is null"):
+        read_input(write_run(tmp_path / "unscored", unscored))
     with pytest.raises(NLAKitError, match="nothing to view"):
         read_inputs([])

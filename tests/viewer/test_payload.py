@@ -16,6 +16,8 @@ from nlakit.viewer.payload import (
     claims_code,
     continuation,
     document_layout,
+    quintile_thresholds,
+    threshold_buckets,
 )
 
 DOC = "The moon falls.\nOver the quiet water, light."
@@ -72,6 +74,27 @@ def test_bucket_edges():
     errors = np.array([0.1, 0.5, 0.2, 0.9])
     buckets = np.array([0, 1, 0, 4])
     assert bucket_edges(errors, buckets) == [[0.1, 0.2], [0.5, 0.5], None, None, [0.9, 0.9]]
+
+
+def test_a_fixed_scale_of_quintiles():
+    errors = np.arange(10, dtype=float)  # 0 … 9
+    thresholds = quintile_thresholds(errors)
+    assert thresholds == pytest.approx([1.8, 3.6, 5.4, 7.2])
+    assert threshold_buckets([0.0, 1.8, 4.0, None, 100.0], thresholds) == [0, 1, 2, -1, 4]
+
+
+def test_the_shared_scale_is_the_first_runs_quintiles(tmp_path):
+    a = rows_columns(n_docs=5, per_doc=2, seed=9)
+    b = dict(a, mse_nrm=[m / 2 for m in a["mse_nrm"]])  # every token better in run b
+    payload = build_payload(
+        read_inputs([write_run(tmp_path / "a", a), write_run(tmp_path / "b", b)])
+    )
+    first, second = payload["scores"]
+    assert second["bucket"] == first["bucket"]  # the same ranks within each run …
+    assert sum(second["shared_bucket"]) < sum(first["shared_bucket"])  # … but b is greener
+    assert first["shared_bucket"] == threshold_buckets(
+        first["mse_nrm"], payload["shared_thresholds"]
+    )
 
 
 def test_claims_code_follows_the_truth_scorer():

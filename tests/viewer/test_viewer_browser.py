@@ -158,6 +158,28 @@ def test_every_filter_and_the_sort(browser, two_runs):
     page.close()
 
 
+def test_a_shared_colour_scale_compares_runs(browser, two_runs):
+    payload = two_runs["payload"]
+    second = payload["scores"][1]
+    page = open_page(browser, two_runs["page"].as_uri())
+    page.evaluate(APPLY, ["#run", "1", "change"])
+    page.evaluate(APPLY, ["#bucket", "0", "change"])
+    own = page.evaluate(SHOWN)
+    assert own == [i for i, b in enumerate(second["bucket"]) if b == 0]
+    page.evaluate(APPLY, ["#scale", "shared", "change"])  # run 1 on run 0's quintiles
+    shared = page.evaluate(SHOWN)
+    assert shared == [i for i, b in enumerate(second["shared_bucket"]) if b == 0]
+    assert len(shared) > len(own)  # run 1's errors are half run 0's: more of them are "low"
+    classes = page.eval_on_selector_all(
+        "#list .tok:not(.dim)", "s => s.map(x => [+x.dataset.row, x.classList.contains('b0')])"
+    )
+    assert classes and all(is_b0 for _, is_b0 in classes)
+    legend = page.inner_text("#legend")
+    assert "lam0's quintiles" in legend and f"< {payload['shared_thresholds'][0]:.2f}" in legend
+    assert page.problems == []
+    page.close()
+
+
 def test_the_export_matches_the_documented_schema(browser, two_runs, tmp_path):
     page = open_page(browser, two_runs["page"].as_uri())
     chat = two_runs["payload"]["sources"].index("chat")

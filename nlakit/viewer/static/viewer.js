@@ -23,7 +23,7 @@
   const BUCKET_NAMES = ["lowest 20%", "20–40%", "40–60%", "60–80%", "highest 20%"];
   const $ = (id) => document.getElementById(id);
 
-  const state = {query: "", source: -1, type: -1, bucket: -1, run: 0, sort: "doc", page: 0, selected: -1};
+  const state = {query: "", source: -1, type: -1, bucket: -1, run: 0, scale: "own", sort: "doc", page: 0, selected: -1};
   let order = [];                    // matching rows, in display order
   const rank = new Int32Array(N);     // row → its index in `order`, -1 when filtered out
   const docPage = new Int32Array(D.docs.id.length);  // doc → its index among matching docs
@@ -48,6 +48,8 @@
   }
   const fmt = (x, digits = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
   const signed = (x) => (x === null || x === undefined ? "—" : (x >= 0 ? "+" : "") + x.toFixed(3));
+  // The colour bucket of row i in run r: its quintile within the run, or on the shared scale.
+  const bucketOf = (r, i) => (state.scale === "shared" ? S[r].shared_bucket[i] : S[r].bucket[i]);
   const visible = (token) => token.replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣");
 
   // ------------------------------------------------------------------ filters and order
@@ -57,7 +59,7 @@
     if (state.type >= 0 && R.type[i] !== state.type) return false;
     const scores = S[state.run];
     if (scores.mse_nrm[i] === null) return false;
-    if (state.bucket >= 0 && scores.bucket[i] !== state.bucket) return false;
+    if (state.bucket >= 0 && bucketOf(state.run, i) !== state.bucket) return false;
     if (state.query && haystack[i].indexOf(state.query) < 0) return false;
     return true;
   }
@@ -99,7 +101,7 @@
     }
     else if (!text.trim() && text.includes("\n")) { span.classList.add("nl"); span.textContent = text; }
     else span.textContent = text;
-    if (rank[i] >= 0) span.classList.add("b" + S[state.run].bucket[i]);
+    if (rank[i] >= 0) span.classList.add("b" + bucketOf(state.run, i));
     else span.classList.add("dim");
     if (i === state.selected) span.classList.add("sel");
     span.title = "mse_nrm " + fmt(S[state.run].mse_nrm[i]);
@@ -170,12 +172,17 @@
     $("status").textContent = parts.join(" · ");
     $("export").textContent = "Export JSON (" + order.length.toLocaleString("en") + ")";
     const legend = $("legend");
-    legend.replaceChildren(el("span", null, RUNS[state.run].name + " error:"));
-    RUNS[state.run].buckets.forEach((edges, b) => {
-      if (!edges) return;
-      const swatch = el("span", "swatch b" + b, BUCKET_NAMES[b] + " " + fmt(edges[0], 2) + "–" + fmt(edges[1], 2));
-      legend.append(swatch);
-    });
+    if (state.scale === "shared") {
+      const t = D.shared_thresholds;
+      legend.replaceChildren(el("span", null, RUNS[state.run].name + " error, on " + RUNS[0].name + "'s quintiles:"));
+      t.concat([null]).forEach((high, b) => legend.append(el("span", "swatch b" + b,
+        b === 0 ? "< " + fmt(high, 2) : high === null ? "≥ " + fmt(t[b - 1], 2) : fmt(t[b - 1], 2) + "–" + fmt(high, 2))));
+    } else {
+      legend.replaceChildren(el("span", null, RUNS[state.run].name + " error:"));
+      RUNS[state.run].buckets.forEach((edges, b) => {
+        if (edges) legend.append(el("span", "swatch b" + b, BUCKET_NAMES[b] + " " + fmt(edges[0], 2) + "–" + fmt(edges[1], 2)));
+      });
+    }
   }
 
   // ------------------------------------------------------------------ the panel
@@ -320,18 +327,19 @@
   fill($("type"), [["all", -1], ...D.types.map((s, k) => [s, k])]);
   fill($("bucket"), [["all", -1], ...BUCKET_NAMES.map((s, k) => [s, k])]);
   fill($("run"), RUNS.map((r, k) => [r.name, k]));
-  if (RUNS.length < 2) $("run-label").hidden = true;
+  fill($("scale"), [["each run's quintiles", "own"], [RUNS[0].name + "'s quintiles", "shared"]]);
+  if (RUNS.length < 2) { $("run-label").hidden = true; $("scale-label").hidden = true; }
   for (const run of RUNS) {
     $("runs").append(el("span", "run-chip", run.name + " · " + run.n.toLocaleString("en") + " tokens"
       + (run.fve === null ? "" : " · FVE " + signed(run.fve))));
   }
 
   const onSelect = (id, key) => $(id).addEventListener("change", (e) => {
-    state[key] = key === "sort" ? e.target.value : Number(e.target.value);
+    state[key] = key === "sort" || key === "scale" ? e.target.value : Number(e.target.value);
     applyFilters();
   });
   onSelect("source", "source"); onSelect("type", "type"); onSelect("bucket", "bucket");
-  onSelect("run", "run"); onSelect("sort", "sort");
+  onSelect("run", "run"); onSelect("scale", "scale"); onSelect("sort", "sort");
   $("search").addEventListener("input", (e) => { state.query = e.target.value.trim().toLowerCase(); applyFilters(); });
   $("export").addEventListener("click", exportJson);
   $("prev").addEventListener("click", () => goPage(-1));
