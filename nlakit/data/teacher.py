@@ -370,6 +370,32 @@ async def teach_all(
     return [r for r in results if r is not None]
 
 
+def teach_sync(
+    new_teacher: Callable[[], Teacher],
+    requests: Sequence[TeachRequest],
+    config: TeacherConfig,
+    cache_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    prompt_of: Callable[[TeachRequest], str] = teacher_prompt,
+) -> list[TeachResult]:
+    """`teach_all` from synchronous code: the teacher is made inside the event loop (its
+    async client binds to it), closed after, and the cache at `cache_path` is closed."""
+    cache = TeacherCache(cache_path) if cache_path is not None else None
+
+    async def main() -> list[TeachResult]:
+        teacher = new_teacher()
+        try:
+            return await teach_all(teacher, requests, config, cache, progress, prompt_of)
+        finally:
+            await teacher.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        if cache is not None:
+            cache.close()
+
+
 def run_teacher(
     spec: str,
     requests: list[TeachRequest],
@@ -386,20 +412,9 @@ def run_teacher(
     """
     config = config or TeacherConfig()
     start = time.monotonic()
-    cache = TeacherCache(cache_path) if cache_path is not None else None
-
-    async def main() -> list[TeachResult]:
-        teacher = make_teacher(spec, **teacher_kwargs)
-        try:
-            return await teach_all(teacher, requests, config, cache, progress)
-        finally:
-            await teacher.aclose()
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        if cache is not None:
-            cache.close()
+    results = teach_sync(
+        lambda: make_teacher(spec, **teacher_kwargs), requests, config, cache_path, progress
+    )
     paid = [r for r in results if not r.cached]
     input_tokens = sum(r.input_tokens for r in paid)
     output_tokens = sum(r.output_tokens for r in paid)

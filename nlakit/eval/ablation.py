@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from nlakit.errors import NLAKitError
-from nlakit.eval.conditions import condition_stats, condition_table, score_conditions, text_column
+from nlakit.eval.conditions import condition_analysis, condition_table, text_column
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.stats import derangement
 
@@ -116,15 +116,9 @@ def paragraph_ablation(config: AblationConfig) -> dict:
 
     rows = load_rows(config.run, device=config.device, dtype=config.dtype)
     texts = ablated_texts(text_column(rows, config.column), config.seed)
-    errors, changed = score_conditions(rows, texts, config.progress, "ablation")
-    stats = condition_stats(errors, changed, rows.baseline, config.bootstrap, config.seed)
+    stats, head = condition_analysis(rows, texts, config, "ablation")
     summary = {
-        "run": str(rows.paths.root),
-        "column": config.column,
-        "n": len(rows),
-        "baseline_variance": rows.baseline.variance,
-        "baseline_n": rows.baseline.n,
-        "seed": config.seed,
+        **head,
         "paragraphs": paragraph_counts(texts["full"]),
         "conditions": stats,
         "findings": findings(stats),

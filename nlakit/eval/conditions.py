@@ -66,6 +66,22 @@ def condition_stats(errors: dict, changed: dict, baseline, n_boot: int, seed: in
     }
 
 
+def condition_analysis(rows, texts: dict[str, list[str]], config, desc: str) -> tuple[dict, dict]:
+    """Score every condition (`config` carries column, bootstrap, seed, progress); returns
+    (stats per condition, the head every condition analysis's summary starts with)."""
+    errors, changed = score_conditions(rows, texts, config.progress, desc)
+    stats = condition_stats(errors, changed, rows.baseline, config.bootstrap, config.seed)
+    head = {
+        "run": str(rows.paths.root),
+        "column": config.column,
+        "n": len(rows),
+        "baseline_variance": rows.baseline.variance,
+        "baseline_n": rows.baseline.n,
+        "seed": config.seed,
+    }
+    return stats, head
+
+
 def condition_table(stats: dict) -> list[dict]:
     """One table row per condition, the drop and its CI flattened into columns."""
     return [

@@ -30,7 +30,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from nlakit.eval.conditions import condition_stats, condition_table, score_conditions, text_column
+from nlakit.eval.conditions import condition_analysis, condition_table, text_column
 from nlakit.eval.outputs import write_analysis
 from nlakit.toyworld.paraphrase import paraphrase as toyworld_paraphrase
 
@@ -130,32 +130,21 @@ def teacher_paraphrases(
     """(paraphrase per text, report) from the teacher `spec` (empty texts stay empty);
     a text whose request fails or whose reply has no tags keeps its original wording
     and is counted as failed."""
-    import asyncio
-
-    from nlakit.data.teacher import TeacherCache, TeacherConfig, TeachRequest, teach_all
+    from nlakit.data.teacher import TeacherConfig, TeachRequest, teach_sync
     from nlakit.data.teacher_backends import make_teacher
 
     requests = [TeachRequest(str(i), t, "") for i, t in enumerate(texts) if t.strip()]
     kwargs = {"device": config.device, "dtype": config.dtype} if spec.startswith("hf:") else {}
-
-    async def main():
-        teacher = make_teacher(spec, **kwargs)
-        cache = TeacherCache(cache_path) if cache_path is not None else None
-        try:
-            return await teach_all(
-                teacher,
-                requests,
-                TeacherConfig(),
-                cache,
-                config.progress,
-                prompt_of=lambda r: paraphrase_prompt(r.prefix),
-            )
-        finally:
-            await teacher.aclose()
-            if cache is not None:
-                cache.close()
-
-    results = asyncio.run(main()) if requests else []
+    results = []
+    if requests:
+        results = teach_sync(
+            lambda: make_teacher(spec, **kwargs),
+            requests,
+            TeacherConfig(),
+            cache_path,
+            config.progress,
+            prompt_of=lambda r: paraphrase_prompt(r.prefix),
+        )
     out = list(texts)
     failed = 0
     for request, result in zip(requests, results, strict=True):
@@ -217,15 +206,9 @@ def steganography(config: StegoConfig) -> dict:
     texts, report = transformed_texts(
         text_column(rows, config.column), config, out_dir / "paraphrases.sqlite"
     )
-    errors, changed = score_conditions(rows, texts, config.progress, "stego")
-    stats = condition_stats(errors, changed, rows.baseline, config.bootstrap, config.seed)
+    stats, head = condition_analysis(rows, texts, config, "stego")
     summary = {
-        "run": str(rows.paths.root),
-        "column": config.column,
-        "n": len(rows),
-        "baseline_variance": rows.baseline.variance,
-        "baseline_n": rows.baseline.n,
-        "seed": config.seed,
+        **head,
         "paraphrase": report,
         "conditions": stats,
         "examples": [{k: texts[k][i] for k in CONDITIONS} for i in range(min(3, len(rows)))],

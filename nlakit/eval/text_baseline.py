@@ -28,7 +28,6 @@ Writes `RUN/eval/text_baseline/`: `explanations.parquet` (per row), `table.csv`,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from nlakit.data.teacher import (
     Teacher,
     TeacherConfig,
     TeachRequest,
-    teach_all,
+    teach_sync,
     teacher_prompt,
 )
 from nlakit.errors import NLAKitError
@@ -143,29 +142,15 @@ def llm_explanations(
 ) -> tuple[list[str], list[str]]:
     """(explanations, statuses) of an LLM teacher answering each request's few-shot
     prompt; an unusable reply is the empty explanation (scored as such)."""
-    from nlakit.data.teacher_cache import TeacherCache
-
     shots_of = {r.key: s for r, s in zip(requests, shots, strict=True)}
-    cache = TeacherCache(cache_path) if cache_path is not None else None
-
-    async def main():
-        try:
-            return await teach_all(
-                teacher,
-                requests,
-                config,
-                cache,
-                progress,
-                prompt_of=lambda r: few_shot_prompt(r, shots_of[r.key]),
-            )
-        finally:
-            await teacher.aclose()
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        if cache is not None:
-            cache.close()
+    results = teach_sync(
+        lambda: teacher,
+        requests,
+        config,
+        cache_path,
+        progress,
+        prompt_of=lambda r: few_shot_prompt(r, shots_of[r.key]),
+    )
     return [r.explanation or "" for r in results], [r.status for r in results]
 
 
