@@ -29,7 +29,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from nlakit.errors import NLAKitError
-from nlakit.eval.conditions import condition_analysis, condition_table, text_column
+from nlakit.eval.conditions import (
+    condition_analysis,
+    condition_figure,
+    condition_table,
+    text_column,
+)
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.stats import derangement
 
@@ -153,20 +158,12 @@ def findings(stats: dict) -> dict:
 
 
 def _figure(stats: dict, summary: dict):
-    from nlakit.eval.plots import bar_with_ci
-
-    names = list(stats)
     labels = [
-        f"{k}\n({stats[k]['n_changed']} of {stats[k]['n']} rows changed)"
-        if 0 < stats[k]["n_changed"] < stats[k]["n"]
-        else k
-        for k in names
+        f"{k}\n({s['n_changed']} of {s['n']} rows changed)" if 0 < s["n_changed"] < s["n"] else k
+        for k, s in stats.items()
     ]
-    return bar_with_ci(
+    title = (
         f"Paragraph ablation of {summary['column']} (n = {summary['n']}, "
-        f"baseline variance {summary['baseline_variance']:.3f})",
-        labels,
-        [stats[k]["fve"] for k in names],
-        [stats[k]["ci_low"] for k in names],
-        [stats[k]["ci_high"] for k in names],
+        f"baseline variance {summary['baseline_variance']:.3f})"
     )
+    return condition_figure(stats, title, labels)

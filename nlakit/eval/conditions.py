@@ -82,6 +82,20 @@ def condition_analysis(rows, texts: dict[str, list[str]], config, desc: str) -> 
     return stats, head
 
 
+def condition_figure(stats: dict, title: str, labels: list[str] | None = None):
+    """FVE with its 95% CI per condition, as bars (labels default to the names)."""
+    from nlakit.eval.plots import bar_with_ci
+
+    names = list(stats)
+    return bar_with_ci(
+        title,
+        labels or names,
+        [stats[k]["fve"] for k in names],
+        [stats[k]["ci_low"] for k in names],
+        [stats[k]["ci_high"] for k in names],
+    )
+
+
 def condition_table(stats: dict) -> list[dict]:
     """One table row per condition, the drop and its CI flattened into columns."""
     return [

@@ -30,7 +30,12 @@ import random
 import re
 from dataclasses import dataclass
 
-from nlakit.eval.conditions import condition_analysis, condition_table, text_column
+from nlakit.eval.conditions import (
+    condition_analysis,
+    condition_figure,
+    condition_table,
+    text_column,
+)
 from nlakit.eval.outputs import write_analysis
 from nlakit.toyworld.paraphrase import paraphrase as toyworld_paraphrase
 
@@ -218,15 +223,9 @@ def steganography(config: StegoConfig) -> dict:
 
 
 def _figure(stats: dict, summary: dict):
-    from nlakit.eval.plots import bar_with_ci
-
-    names = list(stats)
-    return bar_with_ci(
+    title = (
         f"Steganography probes of {summary['column']} (n = {summary['n']}, baseline "
         f"variance {summary['baseline_variance']:.3f})\nparaphraser: "
-        f"{summary['paraphrase']['paraphraser']}",
-        names,
-        [stats[k]["fve"] for k in names],
-        [stats[k]["ci_low"] for k in names],
-        [stats[k]["ci_high"] for k in names],
+        f"{summary['paraphrase']['paraphraser']}"
     )
+    return condition_figure(stats, title)
