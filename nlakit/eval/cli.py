@@ -3,7 +3,7 @@
 nlakit eval --run RUN [--run RUN2 ...] [--data eval.parquet]   per-row table, FVE, controls
 nlakit analyze tokens|format|ablation|stego|text-baseline|truth --run RUN
 nlakit analyze all --run RUN                                   every analysis, then the report
-nlakit sweep length --run RUN --lambdas 0 0.001 0.002 0.006 0.015 0.03
+nlakit sweep length --run RUN [--lambdas 0 0.003 0.01 0.03] [--budget equal-time]
 nlakit report RUN                                              one page: Markdown and HTML
 """
 
@@ -109,6 +109,8 @@ def _cmd_sweep(args) -> None:
     config_cls, entry = _load(spec)
     if isinstance(getattr(args, "lambdas", None), list):
         args.lambdas = " ".join(args.lambdas)
+    elif getattr(args, "lambdas", None) is None:  # not given: the config's default
+        args.lambdas = config_cls.__dataclass_fields__["lambdas"].default
     summary = entry(config_from_args(config_cls, args))
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
     print(f"wrote {args.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")

@@ -12,6 +12,9 @@ Writes `RUN/eval/`:
     table.csv       the same, one row per condition;  plot.png  a bar chart of them
 
 Controls (each scored by the same AR against the true vectors):
+`common_ar` (the AV's explanations scored by the *common* AR — the SFT AR the run's
+RL started from, or `--common-ar` — instead of the run's own co-trained AR, which
+learns its AV's idiosyncrasies and flatters it; `fve_common_ar` in the summary),
 `shuffled` (the AV's explanations paired with other rows' vectors), `mean_vector` /
 `zero_vector` (the AV given the baseline mean or a zero vector), `no_injection` (the
 marker keeps its own embedding), `teacher` (the teacher's explanations).
@@ -29,7 +32,7 @@ import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.eval.outputs import write_analysis
-from nlakit.eval.runs import RunPaths, resolve_run
+from nlakit.eval.runs import RunPaths, resolve_run, starting_ar
 from nlakit.eval.stats import derangement, fve_summary
 from nlakit.metrics import FVEBaseline, cosine, mse_nrm
 
@@ -52,6 +55,7 @@ class EvalConfig:
     max_new_tokens: int | None = None  # length cap (default: the run's training cap, else 200)
     temperature: float = 1.0  # sampling temperature (1 = what RL optimised)
     batch_size: int = 64  # rows decoded / reconstructed together
+    common_ar: str | None = None  # AR scoring the AV beside its own (default: the run's SFT AR)
     controls: bool = True  # also run the control conditions
     bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
     seed: int = 0
@@ -146,6 +150,13 @@ def evaluate(config: EvalConfig) -> dict:
     check_pair(av.meta, ar.meta)
     check_table_fits(ar.meta, table.meta, data)
     baseline = load_baseline(data, paths.tables)
+    common_path = Path(config.common_ar) if config.common_ar else starting_ar(paths.root)
+    common = None
+    if common_path is not None:
+        common = ActivationReconstructor.from_pretrained(
+            common_path, device=config.device, dtype=config.dtype
+        ).eval()
+        check_pair(av.meta, common.meta)
     cap = config.max_new_tokens or _training_cap(paths) or 200
     sampling = SamplingConfig(config.temperature, 1.0, 0, cap, config.batch_size)
     scale = ar.meta.mse_scale_value
@@ -167,6 +178,11 @@ def evaluate(config: EvalConfig) -> dict:
         errors = mse_nrm(pred, vectors, scale)
         cos = cosine(pred, vectors)
         conditions = {"av": errors}
+        common_errors = None
+        if common is not None:
+            common_pred = common.reconstruct(texts, config.batch_size)
+            common_errors = mse_nrm(common_pred, vectors, common.meta.mse_scale_value)
+            conditions["common_ar"] = common_errors
         teacher = table.columns.get("explanation")
         teacher_errors = errors_of(teacher, vectors) if teacher else None
         if config.controls:
@@ -203,12 +219,22 @@ def evaluate(config: EvalConfig) -> dict:
         "baseline_n": baseline.n,
         "sampling": {"temperature": config.temperature, "max_new_tokens": cap},
         "fve": stats["av"]["fve"],
+        "fve_ci": [stats["av"]["ci_low"], stats["av"]["ci_high"]],
+        "common_ar": str(common_path) if common is not None else None,
+        "fve_common_ar": stats["common_ar"]["fve"] if common is not None else None,
+        "fve_common_ar_ci": (
+            [stats["common_ar"]["ci_low"], stats["common_ar"]["ci_high"]]
+            if common is not None
+            else None
+        ),
         "conditions": stats,
         "mean_tokens": sum(s.n_tokens for s in samples) / n,
         "extraction_rate": sum(s.finished for s in samples) / n,
         "marker_leak": sum(marker_leak(s.raw, marker) for s in samples) / n,
     }
     rows = _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_errors)
+    if common_errors is not None:
+        rows = rows.append_column("mse_nrm_common_ar", pa.array(common_errors.tolist()))
     from nlakit.atomic import write_parquet
 
     write_parquet(paths.rows, rows)
@@ -258,6 +284,7 @@ def _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_erro
 
 LABELS = {
     "av": "AV",
+    "common_ar": "AV, common AR",
     "shuffled": "shuffled vectors",
     "mean_vector": "mean vector",
     "zero_vector": "zero vector",

@@ -102,6 +102,20 @@ def resolve_run(run: str | os.PathLike, need_ar: bool = True, need_av: bool = Fa
     return RunPaths(root=root, av=av, ar=ar, tables=tables, world=_world_dir(root, tables))
 
 
+def starting_ar(root: Path) -> Path | None:
+    """The AR a run's RL started from, the fair scorer of its AV ("the common AR"):
+    RUN/ar_sft/ar (a demo run), else the `ar` field of RUN/config.json or
+    RUN/rl/config.json (an `nlakit rl` run)."""
+    if (root / "ar_sft" / "ar" / "nla_meta.yaml").is_file():
+        return root / "ar_sft" / "ar"
+    for config in (root / "config.json", root / "rl" / "config.json"):
+        if config.is_file():
+            ar = json.loads(config.read_text()).get("ar")
+            if ar and (Path(ar) / "nla_meta.yaml").is_file():
+                return Path(ar)
+    return None
+
+
 def require_rows(paths: RunPaths) -> Path:
     """The run's per-row eval table; an error saying how to make it when it is missing."""
     if not paths.rows.is_file():

@@ -4,16 +4,23 @@ shorter explanations.
 For each λ, GRPO (`nlakit.train.rl.rl`) starts from the run's SFT pair with reward
 `-mse_nrm - λ·n_tokens`; the λ's pair then explains the first `n_eval` rows of the
 run's eval table (`RUN/eval/rows.parquet`). Each λ's explanations are scored twice:
-by the λ's own co-trained AR, and by one common AR (the run's SFT AR) — an AR trained
-on its own AV's outputs learns to read that AV's idiosyncrasies and flatters it, so
-the common AR is the fairer comparison across λ. The warm start itself is scored
-too, as the point every λ moves away from.
+by the λ's own AR, and by one common AR (the run's SFT AR) — an AR co-trained on its
+own AV's outputs learns to read that AV's idiosyncrasies and flatters it, so the
+common AR is the fairer comparison across λ. By default the AR is frozen (the two
+scores then agree; `--freeze-ar false` co-trains it). The warm start itself is
+scored too, as the point every λ moves away from.
 
-The defaults (8 steps of 2 × 8 samples per λ, a high learning rate) fit the demo
-run in about two minutes: they show the direction of the trade-off, not where it
-ends; pass more `--steps` and a lower `--lr` for a converged curve. Keep
+Budgets: `--budget equal-steps` (the default) gives every λ the same `--steps`;
+`--budget equal-time` gives every λ the same RL training time instead (`--seconds`,
+or by default the time the first λ takes for `--steps` steps), so a λ whose
+explanations are shorter gets more, cheaper steps. The defaults (RECIPE in
+docs/training.md) converge on the demo run in about 40 minutes on 2 cores. Keep
 λ · (typical length) below 2 − (typical mse_nrm): past that, a sample that never
 closes its tag (reward −2) pays better than any explanation, and the AV learns to fail.
+
+On the toy world each λ's explanations are also scored for truth (per claim field,
+the share of rows stating it correctly and the share not stating it at all), which
+says which claims a length penalty removes first.
 
 Writes `RUN/eval/length_sweep/`:
 
@@ -24,7 +31,10 @@ Writes `RUN/eval/length_sweep/`:
                                mse_nrm (own AR), mse_nrm_common_ar, n_tokens, finished
     rows_start.parquet         the same for the warm start (scored by the common AR)
     table.csv                  one row per λ (and the warm start): FVE (with CI) by each
-                               AR, mean explanation length in tokens, extraction rate, n
+                               AR, mean explanation length in tokens, extraction rate, n,
+                               RL steps and seconds, and on the toy world per claim field
+                               the share stated correctly (`true_FIELD`) and not stated
+                               (`absent_FIELD`)
     summary.json, plot.png     FVE against mean explanation length (the Pareto curve)
 """
 
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,14 +56,16 @@ from nlakit.eval.rows import EvalRows, load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_summary
 from nlakit.train import rl as rl_module
+from nlakit.train.logger import read_metrics
 
 NAME = "length_sweep"
-DEFAULT_LAMBDAS = "0 0.001 0.002 0.006 0.015 0.03"
+BUDGETS = ("equal-steps", "equal-time")
+DEFAULT_LAMBDAS = "0 0.003 0.01 0.03"  # for ~30-token explanations; see docs/training.md
 DEFAULT_CAP = 64  # length cap when the run does not record its RL's (the demo's cap)
 # RL settings a finished λ must have been trained with to be reused.
 SETTINGS = (
     "data", "av", "ar", "steps", "batch_size", "group_size", "max_new_tokens",
-    "length_penalty", "lr", "ar_lr", "kl_coef", "warmup", "seed",
+    "length_penalty", "lr", "ar_lr", "freeze_ar", "kl_coef", "warmup", "seed", "max_seconds",
 )  # fmt: skip
 
 
@@ -62,15 +75,18 @@ class LengthSweepConfig:
     lambdas: str = DEFAULT_LAMBDAS  # length penalties λ (reward per token), space-separated
     av: str | None = None  # AV every λ starts from (default: RUN/av_sft/av)
     ar: str | None = None  # AR every λ starts from, also the common scorer (default: RUN/ar_sft/ar)
-    steps: int = 8  # RL steps per λ
-    batch_size: int = 2  # activations per RL step
+    steps: int = 200  # RL steps per λ (equal-steps), or of the first λ (equal-time)
+    budget: str = "equal-steps"  # equal-steps, or equal-time: the same RL time for every λ
+    seconds: float = 0.0  # equal-time: RL seconds per λ (0: what the first λ takes for steps)
+    batch_size: int = 8  # activations per RL step
     group_size: int = 8  # explanations sampled per activation
-    lr: float = 2e-3  # AV learning rate (high: λ must matter within a few steps)
-    ar_lr: float = 2e-4  # AR learning rate
-    kl_coef: float = 0.02  # β of the KL penalty to the SFT AV
-    warmup: int = 0  # warm-up steps of each RL run (0: the first step already learns)
+    lr: float = 3e-4  # AV learning rate
+    freeze_ar: bool = True  # keep the AR fixed, so every λ is judged by the reader it trained on
+    ar_lr: float = 1e-4  # AR learning rate when co-trained (freeze_ar false)
+    kl_coef: float = 0.0  # β of the KL penalty to the SFT AV
+    warmup: int = 5  # warm-up steps of each RL run
     max_new_tokens: int | None = None  # length cap (default: the run's RL cap, else 64)
-    n_eval: int = 64  # eval rows each λ explains (the first n of rows.parquet; 0 = all)
+    n_eval: int = 512  # eval rows each λ explains (the first n of rows.parquet; 0 = all)
     seed: int = 0
     device: str | None = None
     dtype: str | None = None
@@ -148,23 +164,39 @@ def check_same_settings(out: Path, rl_config) -> None:
 
 
 def train_lambda(
-    config: LengthSweepConfig, paths: RunPaths, start: tuple[Path, Path], lam: float, cap: int
+    config: LengthSweepConfig,
+    paths: RunPaths,
+    start: tuple[Path, Path],
+    lam: float,
+    cap: int,
+    seconds: float = 0.0,
 ) -> Path:
-    """The λ's RL run directory, trained from the `start` (AV, AR) unless it finished before."""
+    """The λ's RL run directory, trained from the `start` (AV, AR) unless it finished
+    before: `config.steps` steps, or with `seconds` > 0 that much training time (at
+    most 20 × `config.steps` steps)."""
     av, ar = start
     out = paths.analysis_dir(NAME) / lambda_name(lam)
+    steps = config.steps * 20 if seconds > 0 else config.steps
     rl_config = rl_module.RLConfig(
         data=str(paths.tables), av=str(av), ar=str(ar), out=str(out),
-        steps=config.steps, batch_size=config.batch_size, group_size=config.group_size,
-        max_new_tokens=cap, length_penalty=lam, lr=config.lr, ar_lr=config.ar_lr,
-        kl_coef=config.kl_coef, warmup=config.warmup, seed=config.seed,
-        eval_every=0, eval_rows=8, save_every=0, keep_checkpoints=1, resume=True,
+        steps=steps, max_seconds=seconds, batch_size=config.batch_size,
+        group_size=config.group_size, max_new_tokens=cap, length_penalty=lam, lr=config.lr,
+        ar_lr=config.ar_lr, freeze_ar=config.freeze_ar, kl_coef=config.kl_coef, warmup=config.warmup, seed=config.seed,
+        eval_every=0, eval_rows=8, save_every=25, keep_checkpoints=1, resume=True,
         device=config.device, dtype=config.dtype, progress=config.progress,
     )  # fmt: skip
     check_same_settings(out, rl_config)
     if not is_finished(out):
         rl_module.rl(rl_config)
     return out
+
+
+def training_record(run_dir: Path) -> tuple[int, float]:
+    """(steps, RL training seconds) of a finished λ run, from its metrics.jsonl."""
+    records = read_metrics(run_dir)
+    if not records:
+        return 0, 0.0
+    return int(records[-1]["step"]), float(records[-1].get("train_seconds", 0.0))
 
 
 @torch.no_grad()
@@ -216,9 +248,30 @@ def rows_table(result: dict, rows: EvalRows, n: int) -> pa.Table:
     return pa.table(columns)
 
 
-def table_row(lam: float | None, result: dict, rows: EvalRows, seed: int) -> dict:
+def truth_columns(texts: list[str], records: list[dict] | None) -> dict:
+    """Per claim field, the share of rows stating it correctly (`true_FIELD`) and not
+    stating it at all (`absent_FIELD`); empty off the toy world (no records)."""
+    if records is None:
+        return {}
+    from nlakit.eval.truth import claims_summary
+
+    fields = claims_summary(texts, records[: len(texts)])["fields"]
+    out = {f"true_{f}": rates["correct"] for f, rates in fields.items()}
+    out.update({f"absent_{f}": rates["absent"] for f, rates in fields.items()})
+    return out
+
+
+def table_row(
+    lam: float | None,
+    result: dict,
+    rows: EvalRows,
+    seed: int,
+    records: list[dict] | None = None,
+    trained: tuple[int, float] = (0, 0.0),
+) -> dict:
     """One λ's line of the table (λ None: the warm start, before RL): FVE (with CI) by
-    each AR, mean length in tokens, extraction rate."""
+    each AR, mean length in tokens, extraction rate, the RL steps and training seconds
+    behind it, and on the toy world the truth of each claim field."""
     own = fve_summary(result["mse_nrm"], rows.baseline, seed=seed)
     common = fve_summary(result["mse_nrm_common_ar"], rows.baseline, seed=seed)
     n = len(result["n_tokens"])
@@ -234,6 +287,9 @@ def table_row(lam: float | None, result: dict, rows: EvalRows, seed: int) -> dic
         "mean_tokens": sum(result["n_tokens"]) / n,
         "extraction_rate": sum(result["finished"]) / n,
         "n": n,
+        "rl_steps": trained[0],
+        "rl_seconds": round(trained[1], 1),
+        **truth_columns(result["explanation"], records),
     }
 
 
@@ -241,7 +297,15 @@ def length_sweep(config: LengthSweepConfig) -> dict:
     """Train and evaluate one RL run per λ; returns the summary (also summary.json)."""
     from nlakit.atomic import write_parquet
 
+    started = time.perf_counter()
     lambdas = parse_lambdas(config.lambdas)
+    if config.budget not in BUDGETS:
+        raise NLAKitError(f"budget: expected one of {BUDGETS}, got {config.budget!r}.")
+    if config.steps < 1 or config.seconds < 0:
+        raise NLAKitError(
+            f"steps must be ≥ 1 and seconds ≥ 0, got steps {config.steps}, "
+            f"seconds {config.seconds}."
+        )
     rows = load_rows(config.run, device=config.device, dtype=config.dtype)
     paths = rows.paths
     if paths.tables is None:
@@ -252,16 +316,21 @@ def length_sweep(config: LengthSweepConfig) -> dict:
     out_dir = paths.analysis_dir(NAME)
     vectors = rows.vectors[:n]
     # The warm start itself, scored the same way: the point every λ moves away from.
+    records = rows.records() if "record" in rows.columns else None
     start_av, common_ar = load_pair(av, ar, config)
     result = explain_and_score(start_av, common_ar, common_ar, vectors, cap, config.seed)
     write_parquet(out_dir / "rows_start.parquet", rows_table(result, rows, n))
-    table = [table_row(None, result, rows, config.seed)]
+    table = [table_row(None, result, rows, config.seed, records)]
+    seconds = config.seconds if config.budget == "equal-time" else 0.0
     for lam in tqdm(lambdas, desc="length sweep", unit="λ", disable=not config.progress):
-        run_dir = train_lambda(config, paths, (av, ar), lam, cap)
+        run_dir = train_lambda(config, paths, (av, ar), lam, cap, seconds)
+        trained = training_record(run_dir)
+        if config.budget == "equal-time" and seconds <= 0:
+            seconds = trained[1]  # the first λ's time, by steps, is every later λ's budget
         lam_av, lam_ar = load_pair(run_dir / "av", run_dir / "ar", config)
         result = explain_and_score(lam_av, lam_ar, common_ar, vectors, cap, config.seed)
         write_parquet(out_dir / f"rows_{lambda_name(lam)}.parquet", rows_table(result, rows, n))
-        table.append(table_row(lam, result, rows, config.seed))
+        table.append(table_row(lam, result, rows, config.seed, records, trained))
     summary = {
         "run": str(paths.root),
         "av_start": str(av),
@@ -269,6 +338,8 @@ def length_sweep(config: LengthSweepConfig) -> dict:
         "common_ar": str(ar),
         "lambdas": lambdas,
         "steps": config.steps,
+        "budget": config.budget,
+        "seconds_per_lambda": seconds if config.budget == "equal-time" else None,
         "batch_size": config.batch_size,
         "group_size": config.group_size,
         "lr": config.lr,
@@ -278,6 +349,7 @@ def length_sweep(config: LengthSweepConfig) -> dict:
         "baseline_n": rows.baseline.n,
         "warm_start": table[0],
         "table": table[1:],
+        "wall_seconds": round(time.perf_counter() - started, 1),  # this call (a resume: less)
     }
     write_analysis(out_dir, table, summary, sweep_figure(table, n))
     return summary

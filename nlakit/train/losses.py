@@ -49,13 +49,30 @@ def rewards(
     return torch.where(finished, value, torch.full_like(value, FAILED_REWARD))
 
 
-def group_advantages(reward: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO advantages `[n]`: rewards normalised within consecutive groups of
-    `group_size` samples of the same activation (mean 0, unit std per group)."""
+ADVANTAGE_NORMS = ("std", "mean")
+
+
+def group_advantages(
+    reward: torch.Tensor, group_size: int, norm: str = "std", eps: float = 1e-6
+) -> torch.Tensor:
+    """GRPO advantages `[n]` of consecutive groups of `group_size` samples of the same
+    activation: the reward minus its group mean, divided by the group's std
+    (`norm="std"`, GRPO) or not (`norm="mean"`: the mean-only baseline of Dr. GRPO,
+    which keeps a group whose samples barely differ from being blown up to unit
+    scale)."""
+    if norm not in ADVANTAGE_NORMS:
+        raise ValueError(f"advantage norm must be one of {ADVANTAGE_NORMS}, got {norm!r}")
     grouped = reward.view(-1, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if norm == "mean":
+        return centred.view(-1)
     std = grouped.std(dim=1, keepdim=True, unbiased=False)
     return (centred / (std + eps)).view(-1)
+
+
+def moving_average(previous: float | None, value: float, decay: float = 0.9) -> float:
+    """Exponential moving average (`value` itself when there is no previous one)."""
+    return value if previous is None else decay * previous + (1 - decay) * value
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

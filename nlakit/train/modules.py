@@ -11,6 +11,7 @@ merged.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,22 @@ def cosine_schedule(optimizer, warmup: int, steps: int):
     from transformers import get_cosine_schedule_with_warmup
 
     return get_cosine_schedule_with_warmup(optimizer, warmup, max(steps, warmup + 1))
+
+
+def width_scaled_lr(d_model: int, base: float = 3e-4, base_width: int = 128) -> float:
+    """The RL learning rate when none is given: `base` at width `base_width`, scaled
+    by 1/d_model as Adam rates are across widths (µP) — 3e-4 on the toy world's
+    128-wide model, ≈1e-5 at d_model 4096 (7–8B models)."""
+    return base * base_width / d_model
+
+
+def lr_factor(step: int, warmup: int, progress: float) -> float:
+    """The learning-rate multiplier at optimizer step `step` (0-based): a linear
+    warm-up over the first `warmup` steps, then a cosine decay from 1 to 0 as the
+    run's `progress` goes from 0 to 1 (a share of its steps, or of its time budget)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def clip_gradients(module: torch.nn.Module, max_norm: float) -> tuple[float, bool]:

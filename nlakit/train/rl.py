@@ -44,7 +44,14 @@ from nlakit.train.data import BatchSampler, load_table, pad_responses, response_
 from nlakit.train.distributed import init_distributed, shutdown, wrap
 from nlakit.train.evaluation import evaluate_pair
 from nlakit.train.logger import RunLogger
-from nlakit.train.losses import ar_loss, group_advantages, grpo_loss, rewards
+from nlakit.train.losses import (
+    ADVANTAGE_NORMS,
+    ar_loss,
+    group_advantages,
+    grpo_loss,
+    moving_average,
+    rewards,
+)
 
 
 @dataclass
@@ -53,7 +60,8 @@ class RLConfig:
     av: str  # AV to start from (e.g. the SFT output RUN/av_sft/av)
     ar: str  # AR to start from (e.g. RUN/ar_sft/ar)
     out: str  # run directory
-    steps: int = 200  # RL steps
+    steps: int = 200  # RL steps (the most, when max_seconds is set)
+    max_seconds: float = 0.0  # time budget: stop after this much training time (0 = none)
     batch_size: int = 8  # activations per step (global, over all ranks)
     group_size: int = 8  # explanations sampled per activation (G)
     max_new_tokens: int = 120  # length cap of a sample
@@ -61,11 +69,12 @@ class RLConfig:
     top_p: float = 1.0
     top_k: int = 0
     length_penalty: float = 0.0  # λ, reward per token
-    kl_coef: float = 0.05  # β of the k3 KL penalty to the SFT AV
+    kl_coef: float = 0.02  # β of the k3 KL penalty to the SFT AV (0: no reference forward)
     clip_eps: float = 0.2  # ε of the clipped surrogate
-    lr: float = 1e-5  # AV learning rate
+    advantage_norm: str = "std"  # std: (r - group mean) / group std (GRPO); mean: r - group mean
+    lr: float = 0.0  # AV learning rate (0: 3e-4 × 128 / d_model, see width_scaled_lr)
     ar_lr: float = 1e-4  # AR learning rate
-    freeze_ar: bool = False  # keep the AR fixed instead of co-training it
+    freeze_ar: bool = True  # keep the AR fixed (false: co-train it, as the official recipe)
     warmup: int = 10  # warm-up steps
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -102,6 +111,12 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 def rl(config: RLConfig) -> dict:
     """Run (or resume) GRPO; returns the last held-out evaluation."""
+    if config.advantage_norm not in ADVANTAGE_NORMS:
+        raise NLAKitError(
+            f"advantage_norm: expected one of {ADVANTAGE_NORMS}, got {config.advantage_norm!r}."
+        )
+    if not config.lr >= 0:
+        raise NLAKitError(f"lr: expected ≥ 0 (0 = scaled to the model's width), got {config.lr}.")
     ctx = init_distributed(config.device)
     tables, out = Path(config.data), Path(config.out)
     if config.batch_size % ctx.world:
@@ -117,12 +132,24 @@ def rl(config: RLConfig) -> dict:
     lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
     M.add_lora_av(av, lora)
     M.add_lora_ar(ar, lora)
-    reference_mode, reference = _reference(av)
+    reference_mode, reference = _reference(av) if config.kl_coef > 0 else (None, None)
     av.train()
     ar.train()
     av_step, ar_step = wrap(av, ctx), wrap(ar, ctx)
-    av_opt = M.optimizer_for(av, config.lr, config.weight_decay)
-    av_sched = M.cosine_schedule(av_opt, config.warmup, config.steps)
+    lr = config.lr or M.width_scaled_lr(table.meta.d_model)
+    av_opt = M.optimizer_for(av, lr, config.weight_decay)
+    clock = {"seconds": 0.0}  # training time so far (sample + score + update), resumed
+
+    def progress(step: int) -> float:
+        """How far the run is, 0 → 1: by steps, or by time when there is a budget."""
+        done = (step - config.warmup) / max(config.steps - config.warmup, 1)
+        if config.max_seconds > 0:
+            done = max(done, clock["seconds"] / config.max_seconds)
+        return done
+
+    av_sched = torch.optim.lr_scheduler.LambdaLR(
+        av_opt, lambda s: M.lr_factor(s, config.warmup, progress(s))
+    )
     ar_opt = M.optimizer_for(ar, config.ar_lr, config.weight_decay)
     modules, opts, scheds = {"av": av, "ar": ar}, {"av": av_opt, "ar": ar_opt}, {"av": av_sched}
     sampler = BatchSampler([1] * len(table), config.batch_size, config.seed)
@@ -137,7 +164,7 @@ def rl(config: RLConfig) -> dict:
     logger = RunLogger(
         out, ctx.main, config.tensorboard, config.wandb, dataclasses.asdict(config), "nlakit-rl"
     )
-    step, skipped = 0, 0
+    step, skipped, reward_avg = 0, 0, None
     latest = ckpt.latest_checkpoint(out)
     if latest is not None and not config.resume:
         raise NLAKitError(
@@ -147,6 +174,8 @@ def rl(config: RLConfig) -> dict:
     if latest is not None:
         state = ckpt.load_checkpoint(latest, modules, opts, scheds, {"sampling": generator})
         step, skipped = state["step"], state["skipped_steps"]
+        reward_avg = state.get("reward_avg")
+        clock["seconds"] = state.get("train_seconds", 0.0)
         sampler.load_state(state["sampler"])
     logger.truncate_after(step)
     G, scale = config.group_size, ar.meta.mse_scale_value
@@ -154,7 +183,7 @@ def rl(config: RLConfig) -> dict:
         total=config.steps, initial=step, desc="rl", disable=not (config.progress and ctx.main)
     )
     last_eval: dict = {}
-    while step < config.steps:
+    while step < config.steps and not (0 < config.max_seconds <= clock["seconds"]):
         # 1. sample --------------------------------------------------------------------
         t0 = time.perf_counter()
         vectors = table.vectors[ctx.shard(sampler.next())].repeat_interleave(G, dim=0)
@@ -170,17 +199,22 @@ def rl(config: RLConfig) -> dict:
             pred = ar.reconstruct(texts)
         mse = mse_nrm(pred, vectors, scale)
         reward = rewards(mse, lengths, finished, config.length_penalty)
-        advantage = group_advantages(reward, G)
+        advantage = group_advantages(reward, G, config.advantage_norm)
         t2 = time.perf_counter()
         # 3. update the AV -------------------------------------------------------------
         responses, mask = pad_responses([s.token_ids for s in samples], av.tokenizer.pad_token_id)
         total = ctx.global_sum(float(mask.sum())) / ctx.world  # DDP averages over ranks
         kl_sum = clip_sum = loss_sum = 0.0
         for part in _chunks(len(samples), config.update_batch):
-            with torch.no_grad(), reference_mode():
-                ref_logp = response_logprobs(reference, vectors[part], responses[part], mask[part])
             with M.autocast(ctx.device):
                 logp = response_logprobs(av, vectors[part], responses[part], mask[part], av_step)
+            ref_logp = logp.detach()  # no KL penalty: the reference forward is skipped
+            if config.kl_coef > 0:
+                with torch.no_grad(), reference_mode():
+                    ref_logp = response_logprobs(
+                        reference, vectors[part], responses[part], mask[part]
+                    )
+            with M.autocast(ctx.device):
                 m = mask[part].to(logp.device)
                 loss, parts = grpo_loss(
                     logp,
@@ -224,9 +258,13 @@ def rl(config: RLConfig) -> dict:
             ar_loss_value = loss.item()
         step += 1
         t3 = time.perf_counter()
+        clock["seconds"] += t3 - t0
         # 5. log, evaluate, checkpoint ---------------------------------------------------
+        mean_reward = ctx.mean_over_ranks(float(reward.mean()))
+        reward_avg = moving_average(reward_avg, mean_reward)
         metrics = {
-            "reward": ctx.mean_over_ranks(float(reward.mean())),
+            "reward": mean_reward,
+            "reward_avg": reward_avg,  # exponential moving average (decay 0.9)
             "mse_nrm": ctx.mean_over_ranks(float(mse.mean())),
             "fve": fve(mse, baseline),
             "mean_tokens": float(lengths.mean()),
@@ -241,8 +279,10 @@ def rl(config: RLConfig) -> dict:
             "seconds_generate": t1 - t0,
             "seconds_score": t2 - t1,
             "seconds_update": t3 - t2,
+            "train_seconds": clock["seconds"],
         }
-        evaluate_now = (config.eval_every and step % config.eval_every == 0) or step == config.steps
+        last = step == config.steps or 0 < config.max_seconds <= clock["seconds"]
+        evaluate_now = (config.eval_every and step % config.eval_every == 0) or last
         if evaluate_now and ctx.main:
             result, _ = evaluate_pair(av, ar, held_out, baseline, sampling, config.seed)
             last_eval = {f"eval_{k}": v for k, v in result.items()}
@@ -250,12 +290,12 @@ def rl(config: RLConfig) -> dict:
         logger.log(step, metrics)
         bar.update(1)
         bar.set_postfix(
-            reward=f"{metrics['reward']:.3f}",
+            reward=f"{reward_avg:.3f}",
             fve=f"{metrics['fve']:.3f}",
             tokens=f"{metrics['mean_tokens']:.0f}",
             kl=f"{kl_sum:.4f}",
         )
-        if (config.save_every and step % config.save_every == 0) or step == config.steps:
+        if (config.save_every and step % config.save_every == 0) or last:
             if ctx.main:
                 ckpt.save_checkpoint(
                     out,
@@ -263,7 +303,12 @@ def rl(config: RLConfig) -> dict:
                     modules,
                     opts,
                     scheds,
-                    {"sampler": sampler.state(), "skipped_steps": skipped},
+                    {
+                        "sampler": sampler.state(),
+                        "skipped_steps": skipped,
+                        "reward_avg": reward_avg,
+                        "train_seconds": clock["seconds"],
+                    },
                     {"sampling": generator},
                     keep=config.keep_checkpoints,
                 )

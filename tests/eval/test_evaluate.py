@@ -12,7 +12,9 @@ from nlakit.eval.evaluate import EvalConfig, evaluate
 from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import resolve_run
 
-CONDITIONS = {"av", "shuffled", "mean_vector", "zero_vector", "no_injection", "teacher"}
+CONDITIONS = {
+    "av", "common_ar", "shuffled", "mean_vector", "zero_vector", "no_injection", "teacher"
+}  # fmt: skip
 
 
 def test_eval_writes_rows_summary_table_and_plot(eval_run):
@@ -30,6 +32,25 @@ def test_eval_writes_rows_summary_table_and_plot(eval_run):
         assert name in columns
     for name in ("n_tokens", "source", "teacher_explanation", "record", "activation_vector"):
         assert name in columns
+    assert "mse_nrm_common_ar" in columns
+
+
+def test_eval_scores_the_av_with_the_common_ar_too(eval_run, tmp_path):
+    """The run's SFT AR scores the AV beside its own AR: with --common-ar pointing at
+    the run's own AR the two agree; by default it is RUN/ar_sft/ar."""
+    summary = json.loads((eval_run / "eval" / "summary.json").read_text())
+    assert summary["common_ar"] == str(eval_run / "ar_sft" / "ar")
+    common = summary["conditions"]["common_ar"]
+    assert summary["fve_common_ar"] == common["fve"]
+    assert summary["fve_common_ar_ci"] == [common["ci_low"], common["ci_high"]]
+    run = tmp_path / "own"
+    shutil.copytree(eval_run, run, ignore=shutil.ignore_patterns("eval"))
+    again = evaluate(
+        EvalConfig(
+            run=str(run), n=8, controls=False, bootstrap=20, common_ar=str(run / "rl" / "ar")
+        )
+    )
+    assert again["fve_common_ar"] == pytest.approx(again["fve"], abs=1e-6)
 
 
 def test_rows_scores_agree_with_the_ar(eval_run):

@@ -18,7 +18,7 @@ from nlakit.eval.sweep import LengthSweepConfig, lambda_name, length_sweep, pars
 def test_parse_lambdas():
     assert parse_lambdas("0 0.001 0.03") == [0.0, 0.001, 0.03]
     assert parse_lambdas(" 0.5,1e-3  2 ") == [0.5, 0.001, 2.0]
-    assert parse_lambdas(sweep.DEFAULT_LAMBDAS) == [0, 0.001, 0.002, 0.006, 0.015, 0.03]
+    assert parse_lambdas(sweep.DEFAULT_LAMBDAS) == [0, 0.003, 0.01, 0.03]
     for bad, says in (
         ("", "no values"),
         ("0 abc", "'abc' is not a number"),
@@ -97,6 +97,36 @@ def test_sweep_writes_outputs_and_skips_finished_lambdas(sweep_run, monkeypatch)
     assert again["table"][:2] == summary["table"]  # same pairs, same eval rows, same seed
 
 
+def test_equal_time_gives_every_lambda_the_first_ones_training_time(sweep_run, monkeypatch):
+    calls = []
+    real_rl = sweep.rl_module.rl
+    monkeypatch.setattr(sweep.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    run = sweep_run.parent / "equal_time"
+    shutil.copytree(sweep_run, run)
+    shutil.rmtree(run / "eval" / "length_sweep", ignore_errors=True)
+    summary = length_sweep(_config(run, lambdas="0 0.05", steps=2, budget="equal-time"))
+    first, second = calls
+    assert (first.steps, first.max_seconds) == (2, 0.0)
+    spent = summary["table"][0]["rl_seconds"]
+    assert spent > 0 and second.max_seconds == pytest.approx(spent, abs=0.05)
+    assert second.steps == 40  # capped at 20 × steps
+    assert summary["budget"] == "equal-time" and summary["seconds_per_lambda"] == second.max_seconds
+    with pytest.raises(NLAKitError, match="budget"):
+        length_sweep(_config(run, budget="equal-wallclock"))
+
+
+def test_truth_columns_say_which_claims_are_stated(sweep_run):
+    from nlakit.eval.rows import load_rows
+
+    rows = load_rows(sweep_run, device="cpu")
+    records, teacher = rows.records()[:2], list(rows.columns["teacher_explanation"][:2])
+    assert sweep.truth_columns(teacher, None) == {}
+    silent = sweep.truth_columns(["", ""], records)
+    assert silent["absent_genre"] == 1.0 and silent["true_genre"] == 0.0
+    told = sweep.truth_columns(teacher, records)  # the oracle's own words: true
+    assert told["true_genre"] == 1.0 and told["absent_genre"] == 0.0
+
+
 def test_sweep_refuses_a_lambda_trained_otherwise(sweep_run):
     length_sweep(_config(sweep_run, lambdas="0"))
     with pytest.raises(NLAKitError, match="steps: 1 then, 2 now"):
@@ -135,3 +165,14 @@ def test_large_lambda_shortens_explanations(demo_eval_run):
         lengths = [n for n, ok in zip(rows["n_tokens"], rows["finished"], strict=True) if ok]
         finished_lengths.append(sum(lengths) / len(lengths))
     assert finished_lengths[1] < finished_lengths[0] - 1.0
+
+
+def test_the_cli_sweeps_the_default_lambdas_when_none_are_given(monkeypatch, tmp_path, capsys):
+    from nlakit.cli import main
+
+    seen = []
+    monkeypatch.setattr(sweep, "length_sweep", lambda c: seen.append(c) or {"n": 0})
+    assert main(["sweep", "length", "--run", str(tmp_path), "--budget", "equal-time"]) == 0
+    assert seen[0].lambdas == sweep.DEFAULT_LAMBDAS and seen[0].budget == "equal-time"
+    assert main(["sweep", "length", "--run", str(tmp_path), "--lambdas", "0", "0.5"]) == 0
+    assert seen[1].lambdas == "0 0.5"

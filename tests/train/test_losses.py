@@ -10,6 +10,7 @@ from nlakit.train.losses import (
     grpo_loss,
     kl_k3,
     masked_mean,
+    moving_average,
     response_ce,
     rewards,
     token_logprobs,
@@ -53,6 +54,19 @@ def test_group_advantages_are_normalised_per_group(seed, group):
 
 def test_equal_rewards_give_zero_advantage():
     assert torch.equal(group_advantages(torch.full((4,), -1.3), 4), torch.zeros(4))
+
+
+def test_mean_only_advantages_centre_without_rescaling():
+    reward = torch.tensor([-1.0, -0.5, -0.9, -0.6, -2.0, -2.0, -2.0, -1.0])
+    adv = group_advantages(reward, 4, norm="mean")
+    assert adv.tolist() == pytest.approx([-0.25, 0.25, -0.15, 0.15, -0.25, -0.25, -0.25, 0.75])
+    with pytest.raises(ValueError, match="advantage norm"):
+        group_advantages(reward, 4, norm="rank")
+
+
+def test_moving_average():
+    assert moving_average(None, -1.0) == -1.0
+    assert moving_average(-1.0, 0.0, decay=0.75) == pytest.approx(-0.75)
 
 
 def test_kl_k3_is_zero_for_identical_policies_and_positive_otherwise():

@@ -45,8 +45,11 @@ def test_rl_runs_logs_and_exports(small_tables, trained_pair, tmp_path):
         "seconds_score",
         "seconds_update",
         "skipped_steps",
+        "reward_avg",
+        "train_seconds",
     ):
         assert key in records[0]
+    assert records[0]["reward_avg"] == pytest.approx(records[0]["reward"])
     assert {"eval_fve", "eval_mean_tokens", "eval_extraction_rate", "eval_marker_leak"} <= set(
         result
     )
@@ -78,6 +81,14 @@ def test_policy_moves_but_the_reference_never_changes(small_tables, trained_pair
         opt.zero_grad()
     assert torch.equal(ref_logp(), before), "the reference policy changed"
     assert not torch.allclose(response_logprobs(av, vectors, responses, mask), policy_before)
+
+
+def test_a_time_budget_stops_the_run_early_and_exports_it(small_tables, trained_pair, tmp_path):
+    rl(config(small_tables, trained_pair, tmp_path / "rl", steps=50, max_seconds=1e-3))
+    records = read_metrics(tmp_path / "rl")
+    assert [r["step"] for r in records] == [1]  # the first step already spends the budget
+    assert records[0]["train_seconds"] >= 1e-3
+    assert (tmp_path / "rl" / "av" / "nla_meta.yaml").is_file()
 
 
 def test_frozen_ar_does_not_change(small_tables, trained_pair, tmp_path):
