@@ -35,9 +35,9 @@ class DemoConfig:
     seed: int = 0
     docs: int = 6000  # documents extracted (the whole demo world)
     positions_per_doc: int = 8  # rows per document: more rows, less repetition per epoch
-    ar_steps: int = 1300  # AR SFT steps (the AR is the scorer: an undertrained AR hides the AV)
-    av_steps: int = 1500  # AV SFT steps
-    rl_steps: int = 60  # GRPO steps
+    ar_steps: int = 1400  # AR SFT steps (the AR is the scorer: an undertrained AR hides the AV)
+    av_steps: int = 1800  # AV SFT steps
+    rl_steps: int = 90  # GRPO steps
     ar_batch: int = 32
     av_batch: int = 16
     ar_lr: float = 1e-3

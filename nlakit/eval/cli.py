@@ -3,7 +3,7 @@
 nlakit eval --run RUN [--run RUN2 ...] [--data eval.parquet]   per-row table, FVE, controls
 nlakit analyze tokens|format|ablation|stego|text-baseline|truth --run RUN
 nlakit analyze all --run RUN                                   every analysis, then the report
-nlakit sweep length --run RUN [--lambdas 0 0.003 0.01 0.03] [--budget equal-time]
+nlakit sweep length --run RUN [--lambdas 0 0.01 0.02 0.04] [--budget equal-time]
 nlakit report RUN                                              one page: Markdown and HTML
 """
 

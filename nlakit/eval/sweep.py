@@ -60,7 +60,7 @@ from nlakit.train.logger import read_metrics
 
 NAME = "length_sweep"
 BUDGETS = ("equal-steps", "equal-time")
-DEFAULT_LAMBDAS = "0 0.003 0.01 0.03"  # for ~30-token explanations; see docs/training.md
+DEFAULT_LAMBDAS = "0 0.01 0.02 0.04"  # for 40–50-token explanations: docs/training.md
 DEFAULT_CAP = 64  # length cap when the run does not record its RL's (the demo's cap)
 # RL settings a finished λ must have been trained with to be reused.
 SETTINGS = (

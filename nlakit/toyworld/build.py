@@ -32,7 +32,7 @@ from nlakit.toyworld.documents import Document, token_records
 from nlakit.toyworld.lm import LMConfig, eval_loss, make_model, train_lm, unigram_loss
 from nlakit.toyworld.oracle import explain_record, oracle_rng, word_offsets
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MARKER = "㊗"
 
 
@@ -92,13 +92,21 @@ def split_of(doc_id: int, seed: int, eval_fraction: float) -> str:
 
 
 def tokenizer_texts(docs: list[Document], config: WorldConfig) -> list[str]:
-    """Corpus text plus oracle explanations at random word positions."""
+    """Corpus text plus oracle explanations at random word positions, each also in the
+    NLA's markup (the AV's response and the default AV and AR prompts): a real LLM's
+    tokenizer spends about three tokens on `<explanation>`, and so does the world's,
+    instead of seven pieces that every explanation would pay for twice."""
+    from nlakit.meta.schema import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
+
     rng = random.Random(f"tokenizer:{config.seed}")
     texts = [d.text for d in docs]
+    prompt = DEFAULT_AV_TEMPLATE.format(injection_char="")
     for doc in rng.sample(docs, min(config.tokenizer_explanations, len(docs))):
         records = token_records(doc, word_offsets(doc.text))
         pos = rng.randrange(len(records))
-        texts.append(explain_record(records[pos], oracle_rng(config.seed, doc.doc_id, pos)))
+        explanation = explain_record(records[pos], oracle_rng(config.seed, doc.doc_id, pos))
+        texts += [prompt, f"<explanation>\n{explanation}\n</explanation>"]
+        texts.append(DEFAULT_AR_TEMPLATE.format(explanation=explanation))
     return texts
 
 

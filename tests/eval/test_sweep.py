@@ -18,7 +18,7 @@ from nlakit.eval.sweep import LengthSweepConfig, lambda_name, length_sweep, pars
 def test_parse_lambdas():
     assert parse_lambdas("0 0.001 0.03") == [0.0, 0.001, 0.03]
     assert parse_lambdas(" 0.5,1e-3  2 ") == [0.5, 0.001, 2.0]
-    assert parse_lambdas(sweep.DEFAULT_LAMBDAS) == [0, 0.003, 0.01, 0.03]
+    assert parse_lambdas(sweep.DEFAULT_LAMBDAS) == [0, 0.01, 0.02, 0.04]
     for bad, says in (
         ("", "no values"),
         ("0 abc", "'abc' is not a number"),

@@ -82,6 +82,15 @@ def test_tokenizer_is_deterministic():
     assert a.get_vocab() == b.get_vocab()
 
 
+def test_the_nla_markup_costs_a_few_tokens_as_in_a_real_tokenizer():
+    config = world_config("small", seed=0)
+    docs = list(iter_documents(config.n_docs, seed=0))
+    tok = build_tokenizer(tokenizer_texts(docs, config), config.vocab_size)
+    for tag in ("<explanation>", "</explanation>", "<concept>", "<activation>"):
+        pieces = tok.tokenize(tag)
+        assert len(pieces) <= 3, pieces
+
+
 def test_lm_training_is_deterministic(tokenizer):
     config = LMConfig(hidden_size=32, num_layers=1, steps=3, batch_size=4)
     seqs = [tokenizer(d.text)["input_ids"] for d in iter_documents(20, seed=0)]
