@@ -61,7 +61,7 @@ SIZES: dict[str, dict] = {
     "small": dict(
         n_docs=360,
         vocab_size=600,
-        tokenizer_explanations=200,
+        tokenizer_explanations=100,  # × 3 texts with the markup: fewer than the 360 documents
         lm=LMConfig(hidden_size=64, num_layers=2, steps=30, batch_size=16),
     ),
     "demo": dict(
