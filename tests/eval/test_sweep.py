@@ -140,13 +140,14 @@ def test_sweep_needs_a_warm_start(sweep_run, tmp_path):
 
 @pytest.mark.slow
 def test_large_lambda_shortens_explanations(demo_eval_run):
+    """60 steps of 8 × 8 at the sweep's learning rate: λ = 0.04 shortens the demo AV's
+    explanations (measured: 43.5 → 40.6 tokens) and none fails. λ · 43 tokens stays
+    below 2 − mse_nrm, so an unclosed tag (reward −2) never pays; at λ = 0.1 and a
+    rate of 2e-3 the AV learns to fail within 16 steps (extraction 0.375)."""
     config = LengthSweepConfig(
         run=str(demo_eval_run),
-        lambdas="0 0.1",
-        steps=16,
-        batch_size=2,
-        group_size=8,
-        lr=2e-3,
+        lambdas="0 0.04",
+        steps=60,
         n_eval=128,
         device="cpu",
         progress=False,
@@ -154,13 +155,10 @@ def test_large_lambda_shortens_explanations(demo_eval_run):
     summary = length_sweep(config)
     free, penalised = summary["table"]
     assert penalised["mean_tokens"] < free["mean_tokens"] - 1.0
-    # Shorter explanations, not failures: in the long run λ = 0.1 makes an unclosed tag
-    # (reward −2) pay better than ~50 tokens of explanation, but 16 steps are too few
-    # for the AV to find that out.
     assert penalised["extraction_rate"] > 0.9
     out = demo_eval_run / "eval" / "length_sweep"
     finished_lengths = []
-    for name in ("rows_lambda_0.parquet", "rows_lambda_0.1.parquet"):
+    for name in ("rows_lambda_0.parquet", "rows_lambda_0.04.parquet"):
         rows = pq.read_table(out / name).to_pydict()
         lengths = [n for n, ok in zip(rows["n_tokens"], rows["finished"], strict=True) if ok]
         finished_lengths.append(sum(lengths) / len(lengths))
