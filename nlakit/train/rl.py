@@ -258,7 +258,7 @@ def rl(config: RLConfig) -> dict:
             ar_loss_value = loss.item()
         step += 1
         t3 = time.perf_counter()
-        clock["seconds"] += t3 - t0
+        clock["seconds"] += ctx.mean_over_ranks(t3 - t0)  # one clock for every rank
         # 5. log, evaluate, checkpoint ---------------------------------------------------
         mean_reward = ctx.mean_over_ranks(float(reward.mean()))
         reward_avg = moving_average(reward_avg, mean_reward)
