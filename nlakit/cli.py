@@ -1,7 +1,9 @@
 """`nlakit <verb>`: the command line. Each verb calls a Python function of the package.
 
 nlakit info DIR                      sidecar + validation against the tokenizer
+nlakit list [--json]                 the released NLAs, loadable by name
 nlakit explain --av DIR [--ar DIR] (--vectors FILE | --model DIR --text TEXT)
+nlakit explain --nla NAME --text TEXT   a released NLA on its own base model
 nlakit reconstruct --ar DIR --text TEXT [--text TEXT ...]
 nlakit tiny --out DIR [--arch qwen3|llama|gemma3]
 nlakit demo                          the default end-to-end run
@@ -203,15 +205,29 @@ def _sampling(args) -> dict:
     )
 
 
+def _cmd_list(args) -> None:
+    from nlakit.registry import format_nlas, list_nlas
+
+    rows = list_nlas()
+    print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else format_nlas(rows))
+
+
 def _cmd_explain(args) -> None:
+    from nlakit.registry import resolve
+
     if (args.vectors is None) == (args.text is None):
         raise NLAKitError("pass exactly one of --vectors FILE or --model DIR --text TEXT")
     vectors = load_vectors(args.vectors) if args.vectors else None
+    av = args.nla or args.av
+    released = resolve(av)
+    model = args.model
+    if model is None and released is not None and args.text is not None:
+        model = released.base_model  # a released NLA reads its own base model
     rows = explanation_rows(
-        args.av,
+        av,
         args.ar,
         vectors=vectors,
-        model=args.model,
+        model=model,
         text=args.text,
         positions=args.positions,
         device=args.device,
@@ -269,6 +285,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="tokenizer directory to validate a dataset sidecar against")
     p.set_defaults(func=_cmd_info)
 
+    p = sub.add_parser("list", help="the released NLAs that load by name")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=_cmd_list)
+
     def add_runtime(p):
         p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
         p.add_argument(
@@ -278,11 +298,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         )
 
     p = sub.add_parser("explain", help="explain activation vectors or the tokens of a text")
-    p.add_argument("--av", required=True, help="AV directory or Hub id")
-    p.add_argument("--ar", help="AR directory or Hub id (adds mse_nrm and cos)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--nla",
+        metavar="NAME",
+        help="a released NLA by name (`nlakit list`): its AV and AR (--ar overrides); "
+        "a local path spelled the same wins and loads as the AV",
+    )
+    which.add_argument("--av", help="AV directory, Hub id, or released NLA name")
+    p.add_argument("--ar", help="AR directory, Hub id or released NLA name (adds mse_nrm and cos)")
     p.add_argument("--vectors", help=".npy, .safetensors, .pt or .parquet of raw activations")
-    p.add_argument("--model", help="target model directory or Hub id (with --text)")
-    p.add_argument("--text", help="text whose tokens to explain (with --model)")
+    p.add_argument(
+        "--model",
+        help="target model directory or Hub id (with --text; default for --nla: its base model)",
+    )
+    p.add_argument("--text", help="text whose tokens to explain (with --model, or --nla)")
     p.add_argument("--positions", type=int, nargs="+", help="token positions (default: all)")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -295,7 +325,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("reconstruct", help="predict activations from explanation texts")
-    p.add_argument("--ar", required=True, help="AR directory or Hub id")
+    p.add_argument("--ar", required=True, help="AR directory, Hub id, or released NLA name")
     p.add_argument("--text", required=True, action="append", help="explanation (repeatable)")
     p.add_argument("--out", help="write the predictions [n, d] as .npy")
     add_runtime(p)

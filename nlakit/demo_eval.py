@@ -77,12 +77,10 @@ def evaluate_demo(
 
     world = World(run / "world")
     oracle = world.oracle()
-    docs = {d.doc_id: d for d in world.documents()}
+    docs = world.documents_for(table.columns["doc_id"][:n])
     records, oracle_texts = [], []
-    for doc_id, position in zip(
-        table.columns["doc_id"][:n], table.columns["position"][:n], strict=True
-    ):
-        text, record = oracle.explain(docs[doc_id], position, oracle_context)
+    for doc, position in zip(docs, table.columns["position"][:n], strict=True):
+        text, record = oracle.explain(doc, position, oracle_context)
         records.append(record)
         oracle_texts.append(text)
 

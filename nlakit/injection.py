@@ -18,6 +18,7 @@ inside a `with` block.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,7 +31,7 @@ from nlakit.meta import Meta, ModelMeta, TokenMeta, resolve_scale
 
 
 def check_vectors(vectors: torch.Tensor, d_model: int, *, what: str = "vectors") -> torch.Tensor:
-    """Validate `[batch, d_model]` activation vectors: right width, finite, non-zero."""
+    """Validate `[batch, d_model]` activation vectors: right width, finite (zero rows warn)."""
     if not isinstance(vectors, torch.Tensor):
         vectors = torch.as_tensor(vectors)
     if vectors.ndim == 1:
@@ -49,9 +50,13 @@ def check_vectors(vectors: torch.Tensor, d_model: int, *, what: str = "vectors")
         )
     zero = vectors.float().norm(dim=1) == 0
     if bool(zero.any()):
-        raise InjectionError(
-            f"{what}: rows {zero.nonzero().flatten().tolist()[:10]} are all zeros; a zero vector "
-            "has no direction to inject or score."
+        # As the release does: a zero vector has no direction, rescaling leaves it zero,
+        # and it is injected (or scored) as the zero vector rather than refused.
+        warnings.warn(
+            f"{what}: rows {zero.nonzero().flatten().tolist()[:10]} are all zeros; they are "
+            "injected and scored as the zero vector (no direction), as the official NLA code "
+            "does.",
+            stacklevel=2,
         )
     return vectors
 

@@ -3,6 +3,7 @@
 Definitions (DESIGN §1), all computed in fp32:
 
     v_nrm       = scale * v / ||v||                 scale = √d unless the sidecar says otherwise
+                                                    (scale None: v itself, raw MSE, as the release)
     mse_nrm     = mean_d (p_nrm - g_nrm)^2 = 2 (1 - cos(p, g)) when scale = √d,  in [0, 4]
     FVE         = 1 - mean_i mse_nrm_i / variance,  variance = mean_i ||g_nrm_i - mu||^2 / d
     mu          = mean of g_nrm over a reference set (the training split, ≤ 50k rows)
@@ -22,19 +23,26 @@ from pathlib import Path
 import torch
 
 MAX_BASELINE_ROWS = 50_000
+SQRT_D = "sqrt_d_model"  # the default scale: √d of the vectors' width
+
+Scale = float | str | None
 
 
-def _scale_for(v: torch.Tensor, scale: float | None) -> float:
-    return math.sqrt(v.shape[-1]) if scale is None else float(scale)
+def _scale_for(v: torch.Tensor, scale: Scale) -> float:
+    return math.sqrt(v.shape[-1]) if scale == SQRT_D else float(scale)
 
 
-def normalize(v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """`v` rescaled to L2 norm `scale` (default √d) along the last dim, in fp32."""
+def normalize(v: torch.Tensor, scale: Scale = SQRT_D) -> torch.Tensor:
+    """`v` rescaled to L2 norm `scale` (√d by default) along the last dim, in fp32.
+    `scale=None` leaves `v` as it is (the release's raw mode, `mse_scale: null`); a zero
+    vector stays zero."""
     v = v.float()
+    if scale is None:
+        return v
     return v * (_scale_for(v, scale) / v.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
-def mse_nrm(pred: torch.Tensor, gold: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+def mse_nrm(pred: torch.Tensor, gold: torch.Tensor, scale: Scale = SQRT_D) -> torch.Tensor:
     """Per-row `[n]` mean squared error between the normalised vectors `[n, d]`."""
     return (normalize(pred, scale) - normalize(gold, scale)).pow(2).mean(dim=-1)
 
@@ -68,17 +76,17 @@ class FVEBaseline:
 
     `mu` is the mean normalised gold vector `[d]`, `variance` the mean squared
     distance of normalised gold vectors to it (per dimension), `n` the number of
-    reference rows, `scale` the normalisation norm (None = √d).
+    reference rows, `scale` the normalisation norm (`"sqrt_d_model"` = √d, None = raw).
     """
 
     mu: torch.Tensor
     variance: float
     n: int
-    scale: float | None = None
+    scale: Scale = SQRT_D
 
     @classmethod
     def from_vectors(
-        cls, vectors: torch.Tensor, scale: float | None = None, max_rows: int = MAX_BASELINE_ROWS
+        cls, vectors: torch.Tensor, scale: Scale = SQRT_D, max_rows: int = MAX_BASELINE_ROWS
     ) -> FVEBaseline:
         """Baseline from reference vectors `[n, d]` (the first `max_rows` rows)."""
         if vectors.ndim != 2 or vectors.shape[0] < 2:
@@ -114,7 +122,9 @@ class FVEBaseline:
             raise ValueError(
                 f"baseline d_model {d['d_model']} disagrees with len(mu) {mu.shape[0]}"
             )
-        return cls(mu=mu, variance=float(d["variance"]), n=int(d["n"]), scale=d.get("scale"))
+        return cls(
+            mu=mu, variance=float(d["variance"]), n=int(d["n"]), scale=d.get("scale", SQRT_D)
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         from nlakit.atomic import write_json

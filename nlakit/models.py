@@ -33,6 +33,7 @@ from nlakit.meta import (
     new_meta,
     read_meta,
     render_av_prompt_ids,
+    upgrade_suffix,
     validate,
     with_role,
     write_meta,
@@ -135,6 +136,7 @@ def _check_contract(model: nn.Module, tokenizer: Any, meta: ModelMeta, template:
             meta.d_model,
             "The sidecar belongs to another model.",
         )
+    upgrade_suffix(meta, tokenizer)
     validate(meta, tokenizer)
     if getattr(meta, f"{template}_template") is None:
         raise field_error(
@@ -306,6 +308,20 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.shape[1] - 1 - flipped_first
 
 
+def rows_without_suffix(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, suffix: list[int]
+) -> list[int]:
+    """Rows `[batch, seq]` whose last real tokens are not `suffix` (all of it)."""
+    n = len(suffix)
+    last = last_token_index(attention_mask)
+    offsets = torch.arange(n - 1, -1, -1, device=input_ids.device)
+    positions = (last.unsqueeze(1) - offsets).clamp_min(0)
+    tails = input_ids.gather(1, positions)
+    expected = torch.as_tensor(suffix, dtype=input_ids.dtype, device=input_ids.device)
+    ok = (tails == expected).all(dim=1) & (last >= n - 1)
+    return (~ok).nonzero().flatten().tolist()
+
+
 class ActivationReconstructor(nn.Module):
     """Blocks 0..K of M plus a d×d value head: explanation text → activation `[d]`."""
 
@@ -469,14 +485,11 @@ class ActivationReconstructor(nn.Module):
         )
         suffix = self.meta.tokens.critic_suffix_ids
         if suffix:
-            last = enc["input_ids"][
-                torch.arange(len(texts)), last_token_index(enc["attention_mask"])
-            ]
-            bad = (last != suffix[-1]).nonzero().flatten().tolist()
+            bad = rows_without_suffix(enc["input_ids"], enc["attention_mask"], suffix)
             if bad:
                 raise MetaError(
                     f"AR prompts for rows {bad[:10]} do not end in the template suffix "
-                    f"(last id {suffix[-1]}); an explanation containing the AR template's closing "
+                    f"(ids {list(suffix)}); an explanation containing the AR template's closing "
                     "text, or a tokenizer change, shifts the readout position."
                 )
         return {

@@ -2,6 +2,7 @@
 
 from nlakit import NLA
 nla = NLA.from_pretrained(av="kitft/...-av", ar="kitft/...-ar")
+nla = NLA.from_pretrained("qwen2.5-7b-L20")          # a released NLA by name (`nlakit list`)
 explanations = nla.explain(vectors)                 # vectors: [n, d_model]
 scores = nla.score(vectors, [e.text for e in explanations])
 rows = nla.explain_text("Qwen/Qwen2.5-7B-Instruct", "The quick brown fox")
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nlakit import sites
+from nlakit import registry, sites
 from nlakit.errors import ArchitectureError, NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.injection import check_vectors
@@ -82,7 +83,13 @@ class NLA:
         dtype: str | torch.dtype | None = None,
         trust_remote_code: bool = False,
     ) -> NLA:
-        """Load from local directories or Hub ids; either half may be omitted."""
+        """Load from local directories, Hub ids, or the name of a released NLA.
+
+        `av` may be a registry name (`nlakit list`, e.g. "qwen2.5-7b-L20"): that loads
+        its AV and, unless `ar` is given, its AR. `ar` may be a name too (its AR). A
+        local path spelled like a name wins over the name. Either half may be omitted.
+        """
+        av, ar = registry.resolve_pair(av, ar)
         kwargs = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         return cls(
             av=None if av is None else ActivationVerbalizer.from_pretrained(av, **kwargs),

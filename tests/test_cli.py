@@ -188,3 +188,59 @@ def test_info_on_a_dataset_sidecar(capsys, tiny_dirs, tmp_path):
     assert code == 0 and "validation: skipped" in out and "kind: nla_dataset" in out
     code, out, _ = run(capsys, "info", table, "--tokenizer", tiny_dirs["av"])
     assert code == 0 and ": ok" in out
+
+
+def test_list_prints_every_released_nla(capsys):
+    from nlakit.registry import load_registry
+
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and all(name in out for name in load_registry())
+    assert "published FVE" in out and "—" in out and "kitft/nla-qwen2.5-7b-L20-av" in out
+    code, out, _ = run(capsys, "list", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["name"] for r in rows] == list(load_registry())
+    assert rows[1]["published_fve"] is None
+
+
+@pytest.fixture
+def tiny_registry(monkeypatch, tiny_dirs):
+    """The registry with an entry `tiny-L2` whose ids are the local tiny pair."""
+    from nlakit import registry
+
+    entry = registry.RegisteredNLA(
+        name="tiny-L2",
+        base_model=str(tiny_dirs["target"]),
+        layer=2,
+        d_model=64,
+        av=str(tiny_dirs["av"]),
+        ar=str(tiny_dirs["ar"]),
+        injection_scale=8.0,
+    )
+    monkeypatch.setattr(registry, "_packaged", lambda: {"tiny-L2": entry})
+    return entry
+
+
+def test_explain_a_released_nla_by_name(capsys, tiny_registry, tmp_path):
+    np.save(tmp_path / "v.npy", np.ones((2, 64), np.float32))
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--nla",
+        "tiny-L2",
+        "--vectors",
+        tmp_path / "v.npy",
+        "--max-new-tokens",
+        2,
+    )
+    assert code == 0 and "mse_nrm" in out  # the AR came with the name
+    # --text without --model reads the entry's base model.
+    code, out, _ = run(
+        capsys, "explain", "--nla", "tiny-L2", "--text", "The fox", "--max-new-tokens", 2
+    )
+    assert code == 0 and "' fox'" in out
+
+
+def test_explain_an_unknown_name_suggests_the_closest(capsys, tiny_registry, tmp_path):
+    np.save(tmp_path / "v.npy", np.ones((1, 64), np.float32))
+    code, _, err = run(capsys, "explain", "--nla", "tiny-l2", "--vectors", tmp_path / "v.npy")
+    assert code == 2 and "Did you mean 'tiny-L2'?" in err and "Traceback" not in err

@@ -158,12 +158,20 @@ def test_marker_with_wrong_neighbours_is_not_used(tokenizer, meta):
         (torch.randn(2, 63), r"expected shape \[n, 64\]"),
         (torch.full((2, 64), float("nan")), "NaN or inf"),
         (torch.tensor([[float("inf")] * 64, [1.0] * 64]), r"rows \[0\]"),
-        (torch.zeros(1, 64), "all zeros"),
     ],
 )
 def test_bad_vectors(vectors, match):
     with pytest.raises(InjectionError, match=match):
         check_vectors(vectors, 64)
+
+
+def test_zero_vector_is_injected_as_zeros_with_a_warning(tokenizer, meta, make_model):
+    """As the release does: normalising leaves a zero vector zero, and it is injected."""
+    ids = torch.tensor([prompt(tokenizer, meta)], device=DEVICE)
+    with pytest.warns(UserWarning, match="all zeros"):
+        embeds = build_inputs_embeds(make_model("qwen3"), ids, torch.zeros(1, 64), meta)
+    pos = ids[0].tolist().index(meta.tokens.injection_token_id)
+    assert torch.count_nonzero(embeds[0, pos]) == 0
 
 
 def test_vector_count_must_match_rows(tokenizer, meta, make_model):

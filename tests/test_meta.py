@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -31,7 +32,7 @@ def test_new_meta_validates_against_its_tokenizer(tokenizer, av_meta):
     assert M.check(av_meta, tokenizer) == []
     assert av_meta.tokens.injection_char == "㊗"
     assert tokenizer.encode("㊗", add_special_tokens=False) == [av_meta.tokens.injection_token_id]
-    assert len(av_meta.tokens.critic_suffix_ids) == M.SUFFIX_LEN
+    assert av_meta.tokens.critic_suffix_ids == M.ar_suffix_ids(tokenizer, av_meta.ar_template)
     assert av_meta.layer == 2
 
 
@@ -52,7 +53,7 @@ def test_model_meta_round_trip(tmp_path, av_meta):
     path = M.write_meta(av_meta, tmp_path)
     assert path == tmp_path / "nla_meta.yaml"
     back = M.read_meta(tmp_path)
-    assert back == av_meta
+    assert back == dataclasses.replace(av_meta, injection_scale=8.0, mse_scale=8.0)
     assert back.source == str(path)
     raw = yaml.safe_load(path.read_text())
     assert raw["extraction"]["hook"] == "blocks.2.hook_resid_post"
@@ -92,11 +93,11 @@ def test_scale_resolution(raw, expected):
     assert M.resolve_scale(scale, 64) == expected
 
 
-def test_absent_scale_means_sqrt_d(av_meta):
+def test_absent_mse_scale_means_sqrt_d_and_an_ar_needs_no_injection_scale(av_meta):
     d = released_dict(av_meta)
     d["extraction"] = {}
     meta = M.model_meta_from_dict(d)
-    assert meta.injection_scale_value == meta.mse_scale_value == 8.0
+    assert meta.mse_scale_value == 8.0 and meta.injection_scale_value is None
 
 
 @pytest.mark.parametrize("raw", ["big", -1, 0, True, float("nan")])
@@ -160,7 +161,7 @@ def test_marker_twice_in_template(tokenizer, av_meta):
 
 
 def test_ar_suffix_drift(tokenizer, av_meta):
-    av_meta.tokens.critic_suffix_ids = [7] * M.SUFFIX_LEN
+    av_meta.tokens.critic_suffix_ids = [7] * 8
     assert any("critic_suffix_ids" in p for p in M.check(av_meta, tokenizer))
 
 
@@ -196,6 +197,8 @@ def test_dataset_meta_round_trip(tmp_path, tokenizer, av_meta):
     raw = yaml.safe_load(path.read_text())
     assert raw["kind"] == "nla_dataset" and raw["schema_version"] == 1 and raw["stage"] == "av_sft"
     back = M.read_meta(table)
+    assert back.dataset_id == M.dataset_id(meta) == raw["dataset_id"]
+    meta.dataset_id = back.dataset_id
     assert back == meta and back.d_model == 64 and back.layer == 2
     assert M.check(back, tokenizer) == []
 

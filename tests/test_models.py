@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 
 import pytest
@@ -164,7 +165,7 @@ def test_ar_save_load_round_trip_in_released_layout(tmp_path, tokenizer, make_mo
     assert causal.config.num_hidden_layers == 2
     assert not info["missing_keys"] and not info["unexpected_keys"]
     side = yaml.safe_load((tmp_path / "nla_meta.yaml").read_text())
-    assert side["role"] == "ar" and side["ar"]["num_hidden_layers"] == 1
+    assert side["role"] == "ar" and side["critic"]["extraction_layer_index"] == 1
     back = ActivationReconstructor.from_pretrained(tmp_path, device=DEVICE, dtype=DTYPE)
     assert back.layer == 1
     assert close(back.reconstruct(EXPLANATIONS), ar.reconstruct(EXPLANATIONS))
@@ -275,7 +276,12 @@ def test_av_save_load_round_trip(tmp_path, tokenizer, make_model):
     av = ActivationVerbalizer.from_base(make_model("llama"), tokenizer, 1)
     av.save_pretrained(tmp_path)
     back = ActivationVerbalizer.from_pretrained(tmp_path, device=DEVICE, dtype=DTYPE)
-    assert back.meta == av.meta and back.prompt_ids == av.prompt_ids
+    resolved = dataclasses.replace(
+        av.meta,
+        injection_scale=av.meta.injection_scale_value,
+        mse_scale=av.meta.mse_scale_value,
+    )
+    assert back.meta == resolved and back.prompt_ids == av.prompt_ids
     ids = av.prompt_batch(2)
     vectors = torch.randn(2, 64, device=DEVICE)
     with torch.no_grad():

@@ -8,6 +8,11 @@ A corpus spec is one of
 - a local file or directory of `.txt` (one document per non-empty line), `.jsonl`
   (one JSON object per line) or `.parquet` files.
 
+Each document gets a string id in the released datasets' shape,
+`"{corpus}:{split}:{index}"` (e.g. "HuggingFaceFW/fineweb:train:17"), with `index`
+its position in the record stream; a local file is split "train", as `datasets`
+names a local file's only split. A toy world's documents keep their number ("17").
+
 Records give their document in a text field (`--text-field`, default `text`) or as
 a chat (`--messages-field`, a list of `{"role", "content"}`), which is rendered
 with the target model's chat template. With `regenerate_assistant`, assistant
@@ -33,7 +38,7 @@ class CorpusDoc:
     """One document as the target model will read it."""
 
     index: int  # position in the corpus stream (records, empty ones included)
-    doc_id: int | str
+    doc_id: str  # "{corpus}:{split}:{index}", or a toy-world document's number ("17")
     text: str
     add_special_tokens: bool  # False when a chat template already wrote BOS
     source: str  # "text" or "chat" (pretraining-style prose vs conversations)
@@ -117,6 +122,24 @@ def iter_local_records(location: Path) -> Iterator[tuple[str, dict]]:
             yield str(path), record
 
 
+def hf_parts(spec: str) -> tuple[str, str | None, str]:
+    """(name, config or None, split) of `hf:NAME[:CONFIG][@SPLIT]`; the split defaults
+    to "train"."""
+    body, _, split = spec.removeprefix("hf:").partition("@")
+    name, _, config = body.partition(":")
+    return name, config or None, split or "train"
+
+
+def doc_id_prefix(spec: str) -> str:
+    """`{corpus}:{split}` of a Hub or local corpus spec: its documents' ids are this
+    plus `:{index}`, as the official datagen writes them. The corpus is the dataset's
+    name (without its config) or the local path as given."""
+    if spec.startswith("hf:"):
+        name, _, split = hf_parts(spec)
+        return f"{name}:{split}"
+    return f"{spec}:train"
+
+
 def iter_hf_records(spec: str) -> Iterator[tuple[str, dict]]:
     """Records of `hf:NAME[:CONFIG][@SPLIT]`, streamed."""
     try:
@@ -125,11 +148,9 @@ def iter_hf_records(spec: str) -> Iterator[tuple[str, dict]]:
         raise NLAKitError(
             "hf: corpora need the `datasets` package: pip install 'nlakit[hub]'"
         ) from None
-    body = spec.removeprefix("hf:")
-    body, _, split = body.partition("@")
-    name, _, config = body.partition(":")
+    name, config, split = hf_parts(spec)
     try:
-        dataset = load_dataset(name, config or None, split=split or "train", streaming=True)
+        dataset = load_dataset(name, config, split=split, streaming=True)
     except Exception as exc:
         raise NLAKitError(
             f"{spec}: could not load the dataset ({type(exc).__name__}: {exc}). Check the name, "
@@ -230,22 +251,23 @@ def iter_corpus(
             if index >= skip:
                 stats["read"] += 1
                 source = "chat" if doc.genre == "chat" else "text"
-                yield CorpusDoc(index, doc.doc_id, doc.text, True, source)
+                yield CorpusDoc(index, doc.table_id, doc.text, True, source)
         return
     records = iter_hf_records(spec) if spec.startswith("hf:") else iter_local_records(Path(spec))
+    prefix = doc_id_prefix(spec)
     batch: list[tuple[int, str, dict]] = []
     for index, (where, record) in enumerate(records):
         if index < skip:
             continue
         batch.append((index, where, record))
         if len(batch) >= 256:
-            yield from _render(batch, tokenizer, options, model, stats)
+            yield from _render(batch, prefix, tokenizer, options, model, stats)
             batch = []
-    yield from _render(batch, tokenizer, options, model, stats)
+    yield from _render(batch, prefix, tokenizer, options, model, stats)
 
 
 def _render(
-    batch: Iterable[tuple[int, str, dict]], tokenizer, options, model, stats
+    batch: Iterable[tuple[int, str, dict]], prefix: str, tokenizer, options, model, stats
 ) -> Iterator[CorpusDoc]:
     batch = list(batch)
     if options.messages_field is None:
@@ -260,7 +282,7 @@ def _render(
             if not text.strip():
                 stats["empty"] += 1
                 continue
-            yield CorpusDoc(index, index, text, True, "text")
+            yield CorpusDoc(index, f"{prefix}:{index}", text, True, "text")
         return
     chats = [check_messages(_field(r, options.messages_field, w), w) for _, w, r in batch]
     if options.regenerate_assistant:
@@ -272,4 +294,4 @@ def _render(
         if not any(str(m["content"]).strip() for m in chat):
             stats["empty"] += 1
             continue
-        yield CorpusDoc(index, index, render_chat(tokenizer, chat), False, "chat")
+        yield CorpusDoc(index, f"{prefix}:{index}", render_chat(tokenizer, chat), False, "chat")

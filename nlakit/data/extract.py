@@ -176,15 +176,21 @@ def activations_at(
     return out  # type: ignore[return-value]
 
 
+# The provenance columns' types in the released datasets (the official datagen's).
+OFFICIAL_TYPES = {"doc_id": pa.string(), "n_raw_tokens": pa.int64(), "activation_layer": pa.int64()}
+
+
 def rows_table(rows: list[dict], vectors: np.ndarray, layer: int) -> pa.Table:
     d = vectors.shape[1]
     flat = pa.array(vectors.astype(np.float32, copy=False).reshape(-1))
     return pa.table(
         {
-            "doc_id": pa.array([r["doc_id"] for r in rows], pa.int64()),
+            "doc_id": pa.array([r["doc_id"] for r in rows], OFFICIAL_TYPES["doc_id"]),
             "position": pa.array([r["position"] for r in rows], pa.int32()),
-            "n_raw_tokens": pa.array([r["position"] + 1 for r in rows], pa.int32()),
-            "activation_layer": pa.array([layer] * len(rows), pa.int32()),
+            "n_raw_tokens": pa.array(
+                [r["position"] + 1 for r in rows], OFFICIAL_TYPES["n_raw_tokens"]
+            ),
+            "activation_layer": pa.array([layer] * len(rows), OFFICIAL_TYPES["activation_layer"]),
             "activation_vector": pa.FixedSizeListArray.from_arrays(flat, d),
             "token_id": pa.array([r["token_id"] for r in rows], pa.int32()),
             "token": pa.array([r["token"] for r in rows], pa.string()),
@@ -369,6 +375,7 @@ def _finish(out: Path, config: ExtractConfig, run: _Run, model, min_pos: int) ->
             positions_per_doc=config.positions_per_doc,
             injection_scale=scale,
             mse_scale=SQRT_D,
+            corpus_slice={"start": 0, "length": int(run.manifest["next_record"])},
             extra={
                 "min_pos": min_pos,
                 "seed": config.seed,
@@ -394,6 +401,16 @@ def _finish(out: Path, config: ExtractConfig, run: _Run, model, min_pos: int) ->
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def with_official_types(table: pa.Table) -> pa.Table:
+    """`table` with its provenance columns cast to the released types: shards written
+    before nlakit followed them hold int64 doc ids and int32 counts."""
+    for name, type_ in OFFICIAL_TYPES.items():
+        if name in table.column_names and table.schema.field(name).type != type_:
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, table[name].cast(type_))
+    return table
 
 
 def load_rows(data_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
@@ -425,5 +442,5 @@ def load_rows(data_dir: str | os.PathLike, columns: list[str] | None = None) -> 
                 f"{shard}: {table.num_rows} rows, the manifest records {entry['rows']}; "
                 "delete it and re-run `nlakit extract`."
             )
-        tables.append(table)
+        tables.append(with_official_types(table))
     return pa.concat_tables(tables)

@@ -38,6 +38,7 @@ from nlakit.meta import (
     INJECT_PLACEHOLDER,
     DatasetMeta,
     ModelMeta,
+    dataset_id,
     new_meta,
     parse_scale,
     read_meta,
@@ -102,7 +103,8 @@ def explanations_path(data_dir: str | os.PathLike, teacher: str | None) -> Path:
     return found[0]
 
 
-def _ok_explanations(path: Path) -> tuple[dict[tuple[int, int], str], dict]:
+def _ok_explanations(path: Path) -> tuple[dict[tuple[str, int], str], dict]:
+    """The usable explanations by (doc_id, position), and the count of each status."""
     table = pq.read_table(path, columns=["doc_id", "position", "explanation", "status"])
     ok, counts = {}, {}
     for doc_id, pos, text, status in zip(
@@ -110,7 +112,7 @@ def _ok_explanations(path: Path) -> tuple[dict[tuple[int, int], str], dict]:
     ):
         counts[status] = counts.get(status, 0) + 1
         if status == "ok" and text:
-            ok[(doc_id, pos)] = text
+            ok[(str(doc_id), pos)] = text  # older files hold int64 doc ids; the rows, text
     return ok, counts
 
 
@@ -162,6 +164,12 @@ def build_tables(config: BuildConfig) -> dict:
         if config.injection_scale is None
         else parse_scale(config.injection_scale, "--injection-scale", None)
     )
+    if scale is None and config.injection_scale is None:
+        raise NLAKitError(
+            f"{base.source}: records no injection scale (the release's datasets leave it to "
+            "training). Pass --injection-scale: a number near the mean activation norm "
+            "(`nlakit extract` suggests one), or sqrt_d_model."
+        )
     tokenizer = load_tokenizer(local_dir(config.tokenizer or ex.base_model))
     templates = {
         k: v
@@ -191,7 +199,9 @@ def build_tables(config: BuildConfig) -> dict:
         index = [
             i for i, (k, s) in enumerate(zip(keys, splits, strict=True)) if s == stage and k in ok
         ]
-        table = split_table(rows.take(index), [ok[keys[i]] for i in index], stage, meta)
+        # Typed indices: an empty stage (a small corpus) must take no rows, not fail.
+        taken = rows.take(pa.array(index, pa.int64()))
+        table = split_table(taken, [ok[keys[i]] for i in index], stage, meta)
         path = out / f"{stage}.parquet"
         write_parquet(path, table)
         extraction = dataclasses.replace(
@@ -205,6 +215,7 @@ def build_tables(config: BuildConfig) -> dict:
                 tokens=meta.tokens,
                 av_template=meta.av_template,
                 ar_template=meta.ar_template,
+                parent_datasets=[base.dataset_id or dataset_id(base)],
             ),
             path,
         )

@@ -78,29 +78,22 @@ def oracle_explanations(
         )
     world = World(world_dir)
     oracle = world.oracle()
-    docs = {d.doc_id: d for d in world.documents()}
+    positions, tokens = rows["position"].to_pylist(), rows["token"].to_pylist()
+    docs = world.documents_for(rows["doc_id"].to_pylist())
     records_of: dict[int, list] = {}
     out = []
-    for doc_id, position, token in zip(
-        rows["doc_id"].to_pylist(),
-        rows["position"].to_pylist(),
-        rows["token"].to_pylist(),
-        strict=True,
-    ):
-        if doc_id not in docs:
-            raise NLAKitError(
-                f"{world.path}: no document {doc_id}; was {data_dir} extracted from this world?"
-            )
-        if doc_id not in records_of:
-            records_of[doc_id] = oracle.records(docs[doc_id])
-        records = records_of[doc_id]
+    for doc, position, token in zip(docs, positions, tokens, strict=True):
+        if doc.doc_id not in records_of:
+            records_of[doc.doc_id] = oracle.records(doc)
+        records = records_of[doc.doc_id]
         record = records[position] if position < len(records) else None
         if record is None or record.token != token:
             raise NLAKitError(
-                f"doc {doc_id} position {position}: the extraction's token {token!r} is not the "
-                f"world tokenizer's {getattr(record, 'token', None)!r}; extract with the world's model."
+                f"doc {doc.table_id} position {position}: the extraction's token {token!r} is "
+                f"not the world tokenizer's {getattr(record, 'token', None)!r}; extract with "
+                "the world's model."
             )
-        text = explain_record(record, oracle_rng(world.seed, doc_id, position), context_rate)
+        text = explain_record(record, oracle_rng(world.seed, doc.doc_id, position), context_rate)
         out.append(
             {
                 "explanation": text,

@@ -110,20 +110,18 @@ def check_table_fits(meta, table_meta, path: Path) -> None:
         raise NLAKitError(f"{path}: {exc}") from None
 
 
-def world_records(world_dir: Path, doc_ids: list[int], positions: list[int]) -> list[dict]:
-    """The toy world's latent record (as a dict) of every (doc, position)."""
+def world_records(world_dir: Path, doc_ids: list[int | str], positions: list[int]) -> list[dict]:
+    """The toy world's latent record (as a dict) of every (table doc_id, position)."""
     from nlakit.toyworld.world import World
 
     world = World(world_dir)
     oracle = world.oracle()
-    docs = {d.doc_id: d for d in world.documents()}
     cache: dict[int, list] = {}
     out = []
-    for doc_id, position in zip(doc_ids, positions, strict=True):
-        if doc_id not in docs:
-            raise NLAKitError(f"doc {doc_id} is not a document of the toy world at {world_dir}")
-        records = cache.setdefault(doc_id, oracle.records(docs[doc_id]))
-        out.append(records[position].to_dict())
+    for doc, position in zip(world.documents_for(doc_ids), positions, strict=True):
+        if doc.doc_id not in cache:
+            cache[doc.doc_id] = oracle.records(doc)
+        out.append(cache[doc.doc_id][position].to_dict())
     return out
 
 
@@ -260,7 +258,8 @@ def _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_erro
     n = len(texts)
     col = table.columns
     columns = {
-        "doc_id": col.get("doc_id", list(range(n))),
+        # Text, as in the released datasets (eval tables built before hold int64 ids).
+        "doc_id": [str(d) for d in col.get("doc_id", range(n))],
         "position": col.get("position", [-1] * n),
         "token": col.get("token", [""] * n),
         "context": col.get("detokenized_text_truncated", [""] * n),

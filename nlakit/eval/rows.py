@@ -95,6 +95,8 @@ def load_rows(
     flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     vectors = torch.from_numpy(flat.reshape(table.num_rows, column.type.list_size))
     columns = {c: table[c].to_pylist() for c in table.column_names if c != "activation_vector"}
+    if "doc_id" in columns:  # text, as in the released datasets; older runs wrote int64
+        columns["doc_id"] = [str(d) for d in columns["doc_id"]]
     baseline = _baseline(paths, summary)
     return EvalRows(paths, columns, vectors, baseline, summary, device, dtype)
 

@@ -154,20 +154,18 @@ def llm_explanations(
     return [r.explanation or "" for r in results], [r.status for r in results]
 
 
-def oracle_explanations(world_dir: Path, doc_ids: list[int], positions: list[int]) -> list[str]:
-    """The toy world's oracle's explanation of each (doc, position), without a quote of
-    the context (`context_rate=0`)."""
+def oracle_explanations(
+    world_dir: Path, doc_ids: list[int | str], positions: list[int]
+) -> list[str]:
+    """The toy world's oracle's explanation of each (table doc_id, position), without a
+    quote of the context (`context_rate=0`)."""
     from nlakit.toyworld.world import World
 
     world = World(world_dir)
     oracle = world.oracle()
-    docs = {d.doc_id: d for d in world.documents()}
-    missing = sorted({d for d in doc_ids if d not in docs})
-    if missing:
-        raise NLAKitError(f"{world_dir}: no documents {missing[:5]}; is this the run's world?")
     return [
-        oracle.explain(docs[d], p, context_rate=0.0)[0]
-        for d, p in zip(doc_ids, positions, strict=True)
+        oracle.explain(doc, p, context_rate=0.0)[0]
+        for doc, p in zip(world.documents_for(doc_ids), positions, strict=True)
     ]
 
 

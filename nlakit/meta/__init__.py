@@ -11,10 +11,22 @@ without any error.
     validate(meta, tokenizer)               # raises MetaError naming file/field/expected/actual
     meta = new_meta(tokenizer, layer=12, d_model=2048)   # for a fresh base model
 
-`schema` holds the dataclasses and file I/O, `tokens` the prompt rendering and the
-checks against a tokenizer.
+`schema` holds the dataclasses and the model sidecar, `files` the dataset sidecar and
+file I/O, `tokens` the prompt rendering and the checks against a tokenizer.
 """
 
+from nlakit.meta.files import (
+    OFFICIAL_EXTRACTION_KEYS,
+    dataset_id,
+    dataset_meta_from_dict,
+    dataset_meta_to_dict,
+    dump_meta,
+    meta_from_dict,
+    meta_to_dict,
+    read_meta,
+    sidecar_path,
+    write_meta,
+)
 from nlakit.meta.schema import (
     DATASET_SIDECAR_SUFFIX,
     DATASET_STAGES,
@@ -22,9 +34,9 @@ from nlakit.meta.schema import (
     DEFAULT_AV_TEMPLATE,
     INJECT_PLACEHOLDER,
     MARKER_RANGE,
+    NLAKIT_SECTION,
     SIDECAR_NAME,
     SQRT_D,
-    SUFFIX_LEN,
     DatasetMeta,
     ExtractionMeta,
     Meta,
@@ -32,22 +44,17 @@ from nlakit.meta.schema import (
     Scale,
     TokenMeta,
     check_pair,
-    dataset_meta_from_dict,
-    dump_meta,
     hook_name,
-    meta_from_dict,
-    meta_to_dict,
     model_meta_from_dict,
+    model_meta_to_dict,
     parse_scale,
-    read_meta,
     resolve_scale,
-    sidecar_path,
     tokens_dict,
     with_role,
-    write_meta,
 )
 from nlakit.meta.tokens import (
     ar_suffix_ids,
+    ar_template_suffix,
     av_prompt_content,
     check,
     marker_neighbours,
@@ -55,6 +62,7 @@ from nlakit.meta.tokens import (
     pick_marker,
     render_ar_prompt_ids,
     render_av_prompt_ids,
+    upgrade_suffix,
     validate,
 )
 
@@ -65,9 +73,10 @@ __all__ = [
     "DEFAULT_AV_TEMPLATE",
     "INJECT_PLACEHOLDER",
     "MARKER_RANGE",
+    "NLAKIT_SECTION",
+    "OFFICIAL_EXTRACTION_KEYS",
     "SIDECAR_NAME",
     "SQRT_D",
-    "SUFFIX_LEN",
     "DatasetMeta",
     "ExtractionMeta",
     "Meta",
@@ -75,16 +84,20 @@ __all__ = [
     "Scale",
     "TokenMeta",
     "ar_suffix_ids",
+    "ar_template_suffix",
     "av_prompt_content",
     "check",
     "check_pair",
+    "dataset_id",
     "dataset_meta_from_dict",
+    "dataset_meta_to_dict",
     "dump_meta",
     "hook_name",
     "marker_neighbours",
     "meta_from_dict",
     "meta_to_dict",
     "model_meta_from_dict",
+    "model_meta_to_dict",
     "new_meta",
     "parse_scale",
     "pick_marker",
@@ -94,6 +107,7 @@ __all__ = [
     "resolve_scale",
     "sidecar_path",
     "tokens_dict",
+    "upgrade_suffix",
     "validate",
     "with_role",
     "write_meta",

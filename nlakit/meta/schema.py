@@ -2,29 +2,36 @@
 
 Model sidecars live at `DIR/nla_meta.yaml` (`kind: nla_model`), dataset sidecars
 beside their table at `FILE.parquet.nla_meta.yaml` (`kind: nla_dataset`,
-`schema_version: 1`). Both key spellings of the released files are read
-(`av`/`ar` and `actor`/`critic`); nlakit writes `av`/`ar`.
+`schema_version: 1`). nlakit writes what the official NLA readers accept unchanged
+and reads every spelling the release wrote (docs/formats.md, "Compatibility"):
+
+- scales are written as numbers (the `"sqrt_d_model"` sentinel is read, never written
+  into a model sidecar); `mse_scale: null` is raw MSE, absent is √d; an AV sidecar
+  without `extraction.injection_scale` is an error (the release requires it);
+- the layer is written as `extraction.layer_index`, top-level `extraction_layer_index`
+  (released AVs) and, for ARs, `critic.extraction_layer_index`; all of these and the
+  older `critic.num_hidden_layers` / `ar.num_hidden_layers` are read;
+- dataset sidecars keep `extraction` to the official keys and put nlakit's own
+  (scales, hook, splits, …) in a top-level `nlakit:` section the official reader
+  ignores; templates are written `av`/`ar` (the released spelling), `actor`/`critic`
+  are read.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nlakit.atomic import write_text
 from nlakit.errors import MetaError, field_error
 
 SIDECAR_NAME = "nla_meta.yaml"
 DATASET_SIDECAR_SUFFIX = ".nla_meta.yaml"
 SQRT_D = "sqrt_d_model"
 DATASET_STAGES = ("base", "av_sft", "ar_sft", "rl", "eval")
-SUFFIX_LEN = 8
+MODEL_SCHEMA_VERSION = 2  # the release's model sidecars
+NLAKIT_SECTION = "nlakit"  # nlakit's own keys in a dataset sidecar
 MARKER_RANGE = (0x3200, 0x33FF)
 INJECT_PLACEHOLDER = "<INJECT>"
 
@@ -51,7 +58,11 @@ def hook_name(layer: int) -> str:
 
 @dataclass
 class TokenMeta:
-    """Token ids pinned when the sidecar was written; all asserted at load time."""
+    """Token ids pinned when the sidecar was written; all asserted at load time.
+
+    `critic_suffix_ids` follows the release's rule: the ids of the AR template's text
+    after `{explanation}`, tokenized alone, without the first (which can merge with the
+    explanation's last characters); every AR prompt must end in them."""
 
     injection_char: str
     injection_token_id: int
@@ -65,9 +76,10 @@ class ModelMeta:
     """Sidecar of an AV or AR checkpoint (`kind: nla_model`).
 
     Scales keep the value as recorded (a number, `"sqrt_d_model"`, or None = raw);
-    use `injection_scale_value` / `mse_scale_value` for the resolved float.
-    `ar_num_hidden_layers` is the AR's block index K as recorded in `ar:` (or the
-    older `critic:`) section; `layer_index` is K when the file records it directly.
+    use `injection_scale_value` / `mse_scale_value` for the resolved float. An AR needs
+    no injection scale (None). `layer_index` is the block K the pair reads;
+    `ar_num_hidden_layers` the AR depth K as its `critic:` (or older `ar:`) section
+    records it.
     """
 
     role: str
@@ -95,13 +107,17 @@ class ModelMeta:
 
     @property
     def layer(self) -> int | None:
-        """Block index K, from `extraction.layer_index` or the AR depth."""
+        """Block index K, from the recorded layer or the AR depth."""
         return self.layer_index if self.layer_index is not None else self.ar_num_hidden_layers
 
 
 @dataclass
 class ExtractionMeta:
-    """Where dataset activations came from. Vectors are stored raw (`norm: none`)."""
+    """Where dataset activations came from. Vectors are stored raw (`norm: none`).
+
+    `injection_scale` None means no scale is recorded (the release's datasets record
+    none: it is a training choice); `corpus_slice` is `{start, length}` of the corpus
+    records read."""
 
     base_model: str | None
     d_model: int
@@ -109,8 +125,9 @@ class ExtractionMeta:
     norm: str = "none"
     corpus: str | None = None
     positions_per_doc: int | None = None
-    injection_scale: Scale = SQRT_D
+    injection_scale: Scale = None
     mse_scale: Scale = SQRT_D
+    corpus_slice: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,6 +142,8 @@ class DatasetMeta:
     av_template: str | None = None
     ar_template: str | None = None
     schema_version: int = 1
+    dataset_id: str | None = None
+    parent_datasets: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False)
 
@@ -225,21 +244,73 @@ def _parse_templates(d: dict | None) -> tuple[str | None, str | None]:
     return d.get("av") or d.get("actor"), d.get("ar") or d.get("critic")
 
 
+def _recorded_layers(d: dict, extraction: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every place a model sidecar may record the layer: (the layer K, the AR depth K)."""
+    layer = {
+        "extraction.layer_index": extraction.get("layer_index"),
+        "extraction_layer_index": d.get("extraction_layer_index"),
+    }
+    depth = {}
+    for section in ("critic", "ar"):
+        part = d.get(section)
+        if isinstance(part, dict):
+            for key in ("extraction_layer_index", "num_hidden_layers"):
+                depth[f"{section}.{key}"] = part.get(key)
+    return (
+        {k: v for k, v in layer.items() if v is not None},
+        {k: v for k, v in depth.items() if v is not None},
+    )
+
+
+def _one_value(found: dict[str, Any], source: str | None, what: str) -> int | None:
+    """The single integer the `found` keys agree on (None when none is recorded)."""
+    for key, value in found.items():
+        _as_int(value, key, source)
+    values = set(found.values())
+    if len(values) > 1:
+        raise MetaError(
+            f"{source or 'sidecar'}: the {what} is recorded differently in "
+            f"{', '.join(f'`{k}` = {v}' for k, v in found.items())}. Keep one value "
+            "(the block index K whose output the pair reads)."
+        )
+    return next(iter(values), None)
+
+
 _MODEL_KEYS = {
     "kind",
+    "schema_version",
     "role",
     "d_model",
     "extraction",
+    "extraction_layer_index",
     "tokens",
     "prompt_templates",
     "ar",
     "critic",
     "base_model",
+    "base_checkpoint",
 }
 
 
+def _model_injection_scale(extraction: dict, role: str, source: str | None) -> Scale:
+    if "injection_scale" not in extraction:
+        if role == "ar":
+            return None  # an AR injects nothing
+        raise field_error(
+            MetaError,
+            source,
+            "extraction.injection_scale",
+            "the L2 norm the AV was trained with (a number)",
+            "nothing",
+            "An AV cannot be used without it (the release's readers refuse it too). Add "
+            "`injection_scale: <number>` under `extraction:`; `nlakit list` shows the "
+            "released AVs' values.",
+        )
+    return parse_scale(extraction["injection_scale"], "extraction.injection_scale", source)
+
+
 def model_meta_from_dict(d: dict, source: str | None = None) -> ModelMeta:
-    """Parse a model sidecar; accepts `av/ar` and `actor/critic` spellings."""
+    """Parse a model sidecar; accepts every spelling the release and nlakit wrote."""
     role = d.get("role")
     role = {"actor": "av", "critic": "ar"}.get(role, role)
     if role not in ("av", "ar"):
@@ -252,9 +323,9 @@ def model_meta_from_dict(d: dict, source: str | None = None) -> ModelMeta:
         raise field_error(MetaError, source, "d_model", "the model width", "nothing")
     d_model = _as_int(d_model, "d_model", source)
     av_template, ar_template = _parse_templates(d.get("prompt_templates"))
-    depth_section = d.get("ar") or d.get("critic") or {}
-    depth = depth_section.get("num_hidden_layers") if isinstance(depth_section, dict) else None
-    layer_index = extraction.get("layer_index")
+    layers, depths = _recorded_layers(d, extraction)
+    layer_index = _one_value(layers, source, "layer")
+    depth = _one_value(depths, source, "AR depth")
     extra = {k: copy.deepcopy(v) for k, v in d.items() if k not in _MODEL_KEYS}
     known_extraction = {"injection_scale", "mse_scale", "layer_index", "hook", "d_model"}
     extra_extraction = {k: v for k, v in extraction.items() if k not in known_extraction}
@@ -266,111 +337,14 @@ def model_meta_from_dict(d: dict, source: str | None = None) -> ModelMeta:
         tokens=_parse_tokens(d.get("tokens"), source, required=True),
         av_template=av_template,
         ar_template=ar_template,
-        injection_scale=parse_scale(
-            extraction.get("injection_scale", SQRT_D), "extraction.injection_scale", source
-        ),
+        injection_scale=_model_injection_scale(extraction, role, source),
         mse_scale=parse_scale(extraction.get("mse_scale", SQRT_D), "extraction.mse_scale", source),
-        layer_index=None
-        if layer_index is None
-        else _as_int(layer_index, "extraction.layer_index", source),
-        ar_num_hidden_layers=None
-        if depth is None
-        else _as_int(depth, "ar.num_hidden_layers", source),
-        base_model=d.get("base_model"),
+        layer_index=layer_index,
+        ar_num_hidden_layers=depth,
+        base_model=d.get("base_checkpoint", d.get("base_model")),
         extra=extra,
         source=source,
     )
-
-
-def dataset_meta_from_dict(d: dict, source: str | None = None) -> DatasetMeta:
-    """Parse a dataset sidecar (`kind: nla_dataset`)."""
-    version = d.get("schema_version", 1)
-    if version not in (1, 2):
-        raise field_error(
-            MetaError,
-            source,
-            "schema_version",
-            "1 (or 2)",
-            repr(version),
-            "This file was written by a newer tool; upgrade nlakit.",
-        )
-    stage = d.get("stage")
-    if stage not in DATASET_STAGES:
-        raise field_error(MetaError, source, "stage", f"one of {DATASET_STAGES}", repr(stage))
-    ex = d.get("extraction") or {}
-    d_model = ex.get("d_model", d.get("d_model"))
-    if d_model is None:
-        raise field_error(MetaError, source, "extraction.d_model", "the model width", "nothing")
-    layer = _require(ex, "layer_index", source, "extraction")
-    norm = ex.get("norm", "none")
-    if norm != "none":
-        raise field_error(
-            MetaError,
-            source,
-            "extraction.norm",
-            "'none' (raw vectors)",
-            repr(norm),
-            "nlakit stores raw activations and normalises at use time.",
-        )
-    known = {
-        "base_model",
-        "d_model",
-        "layer_index",
-        "hook",
-        "norm",
-        "corpus",
-        "positions_per_doc",
-        "injection_scale",
-        "mse_scale",
-    }
-    extraction = ExtractionMeta(
-        base_model=ex.get("base_model", d.get("base_model")),
-        d_model=_as_int(d_model, "extraction.d_model", source),
-        layer_index=_as_int(layer, "extraction.layer_index", source),
-        norm=norm,
-        corpus=ex.get("corpus"),
-        positions_per_doc=ex.get("positions_per_doc"),
-        injection_scale=parse_scale(
-            ex.get("injection_scale", SQRT_D), "extraction.injection_scale", source
-        ),
-        mse_scale=parse_scale(ex.get("mse_scale", SQRT_D), "extraction.mse_scale", source),
-        extra={k: copy.deepcopy(v) for k, v in ex.items() if k not in known},
-    )
-    av_template, ar_template = _parse_templates(d.get("prompt_templates"))
-    top_known = {
-        "kind",
-        "schema_version",
-        "stage",
-        "row_count",
-        "extraction",
-        "tokens",
-        "prompt_templates",
-        "base_model",
-        "d_model",
-    }
-    row_count = _as_int(_require(d, "row_count", source), "row_count", source)
-    return DatasetMeta(
-        stage=stage,
-        row_count=row_count,
-        extraction=extraction,
-        tokens=_parse_tokens(d.get("tokens"), source, required=False),
-        av_template=av_template,
-        ar_template=ar_template,
-        schema_version=1,
-        extra={k: copy.deepcopy(v) for k, v in d.items() if k not in top_known},
-        source=source,
-    )
-
-
-def meta_from_dict(d: Any, source: str | None = None) -> Meta:
-    if not isinstance(d, dict):
-        raise MetaError(f"{source or 'sidecar'}: expected a YAML mapping, got {type(d).__name__}.")
-    kind = d.get("kind")
-    if kind == "nla_model":
-        return model_meta_from_dict(d, source)
-    if kind == "nla_dataset":
-        return dataset_meta_from_dict(d, source)
-    raise field_error(MetaError, source, "kind", "'nla_model' or 'nla_dataset'", repr(kind))
 
 
 # --------------------------------------------------------------------------- serialising
@@ -388,103 +362,39 @@ def tokens_dict(t: TokenMeta | None) -> dict | None:
     }
 
 
-def meta_to_dict(meta: Meta) -> dict:
-    """The YAML mapping, in the released schema (templates spelled `av`/`ar`)."""
-    templates = {k: v for k, v in (("av", meta.av_template), ("ar", meta.ar_template)) if v}
-    if isinstance(meta, ModelMeta):
-        extra = dict(meta.extra)
-        extraction: dict[str, Any] = dict(extra.pop("_extraction", {}))
-        extraction.update(injection_scale=meta.injection_scale, mse_scale=meta.mse_scale)
-        if meta.layer_index is not None:
-            extraction.update(layer_index=meta.layer_index, hook=hook_name(meta.layer_index))
-        out: dict[str, Any] = {"kind": "nla_model", "role": meta.role}
-        if meta.base_model is not None:
-            out["base_model"] = meta.base_model
-        out.update(
-            d_model=meta.d_model,
-            extraction=extraction,
-            tokens=tokens_dict(meta.tokens),
-            prompt_templates=templates,
-        )
-        if meta.ar_num_hidden_layers is not None:
-            out["ar"] = {"num_hidden_layers": meta.ar_num_hidden_layers}
-        out.update(extra)
-        return out
-    ex = meta.extraction
-    extraction = {
-        "base_model": ex.base_model,
-        "d_model": ex.d_model,
-        "layer_index": ex.layer_index,
-        "hook": hook_name(ex.layer_index),
-        "norm": ex.norm,
-        "corpus": ex.corpus,
-        "positions_per_doc": ex.positions_per_doc,
-        "injection_scale": ex.injection_scale,
-        "mse_scale": ex.mse_scale,
-        **ex.extra,
+def templates_dict(meta: Meta) -> dict:
+    return {k: v for k, v in (("av", meta.av_template), ("ar", meta.ar_template)) if v}
+
+
+def model_meta_to_dict(meta: ModelMeta) -> dict:
+    """A model sidecar as the release writes it: resolved numbers for the scales, the
+    layer at `extraction_layer_index` (and `extraction.layer_index`), an AR's depth at
+    `critic.extraction_layer_index` (and the older `critic.num_hidden_layers`)."""
+    extra = dict(meta.extra)
+    extraction: dict[str, Any] = dict(extra.pop("_extraction", {}))
+    extraction.update(injection_scale=meta.injection_scale_value, mse_scale=meta.mse_scale_value)
+    if meta.layer_index is not None:
+        extraction.update(layer_index=meta.layer_index, hook=hook_name(meta.layer_index))
+    out: dict[str, Any] = {
+        "kind": "nla_model",
+        "schema_version": MODEL_SCHEMA_VERSION,
+        "role": meta.role,
     }
-    out = {
-        "kind": "nla_dataset",
-        "schema_version": 1,
-        "stage": meta.stage,
-        "row_count": meta.row_count,
-        "extraction": extraction,
-        "tokens": tokens_dict(meta.tokens),
-        "prompt_templates": templates,
-    }
-    out.update(meta.extra)
+    if meta.base_model is not None:
+        out["base_checkpoint"] = meta.base_model
+    out.update(d_model=meta.d_model)
+    if meta.layer is not None:
+        out["extraction_layer_index"] = meta.layer
+    out.update(
+        extraction=extraction,
+        tokens=tokens_dict(meta.tokens),
+        prompt_templates=templates_dict(meta),
+    )
+    if meta.role == "ar" and meta.ar_num_hidden_layers is not None:
+        depth = meta.ar_num_hidden_layers
+        out["critic"] = {"extraction_layer_index": depth, "num_hidden_layers": depth}
+    out.update(extra)
     return out
-
-
-# --------------------------------------------------------------------------- files
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """`dir/nla_meta.yaml` for a directory, `file.parquet.nla_meta.yaml` for a file."""
-    p = Path(path)
-    if p.name == SIDECAR_NAME or p.name.endswith(DATASET_SIDECAR_SUFFIX):
-        return p
-    if p.is_dir() or (not p.exists() and p.suffix == ""):
-        return p / SIDECAR_NAME
-    return p.with_name(p.name + DATASET_SIDECAR_SUFFIX)
-
-
-def read_meta(path: str | os.PathLike) -> Meta:
-    """Read the sidecar of a model directory, a parquet file, or the YAML itself."""
-    sc = sidecar_path(path)
-    if not sc.is_file():
-        raise MetaError(
-            f"{sc}: no sidecar found. An NLA checkpoint or dataset carries `{SIDECAR_NAME}` "
-            f"(model directories) or `<file>{DATASET_SIDECAR_SUFFIX}` (tables). Point at the "
-            "directory or file that was written with it, or create one with `nlakit.meta.new_meta`."
-        )
-    try:
-        data = yaml.safe_load(sc.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise MetaError(f"{sc}: not valid YAML ({exc}).") from None
-    return meta_from_dict(data, str(sc))
-
-
-class _SidecarDumper(yaml.SafeDumper):
-    """Writes multi-line strings (the templates) as readable `|` blocks."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value and value == value.strip(" ") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_SidecarDumper.add_representer(str, _represent_str)
-
-
-def dump_meta(meta: Meta) -> str:
-    """The sidecar as YAML text."""
-    return yaml.dump(meta_to_dict(meta), Dumper=_SidecarDumper, sort_keys=False, allow_unicode=True)
-
-
-def write_meta(meta: Meta, path: str | os.PathLike) -> Path:
-    """Write the sidecar atomically (temp file + rename); returns its path."""
-    return write_text(sidecar_path(path), dump_meta(meta))
 
 
 # --------------------------------------------------------------------------- pairs

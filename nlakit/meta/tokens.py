@@ -3,7 +3,8 @@
 `validate(meta, tokenizer)` asserts every recorded id against the live tokenizer:
 the marker is one token with the recorded id; the AV prompt, rendered through the
 chat template in one step, holds it exactly once between the recorded neighbours;
-the AR prompt ends in the recorded suffix ids. `new_meta` creates a sidecar for a
+the AR prompt ends in the recorded suffix ids (the release's rule: the template's
+text after `{explanation}`, tokenized alone, first id dropped). `new_meta` creates a sidecar for a
 fresh base model.
 """
 
@@ -17,7 +18,6 @@ from nlakit.meta.schema import (
     DEFAULT_AV_TEMPLATE,
     MARKER_RANGE,
     SQRT_D,
-    SUFFIX_LEN,
     Meta,
     ModelMeta,
     Scale,
@@ -70,9 +70,58 @@ def marker_neighbours(ids: list[int], marker_id: int) -> tuple[int, int]:
     return ids[p - 1], ids[p + 1]
 
 
-def ar_suffix_ids(tokenizer: Any, template: str, length: int = SUFFIX_LEN) -> list[int]:
-    """Tail ids of the AR prompt, as the released tooling records them (empty explanation)."""
+def ar_template_suffix(template: str) -> str:
+    """The AR template's text after `{explanation}` (where the readout token sits)."""
+    if "{explanation}" not in template:
+        raise field_error(
+            MetaError,
+            None,
+            "prompt_templates.ar",
+            "a template containing `{explanation}`",
+            repr(template[:80]),
+        )
+    return template.split("{explanation}")[-1]
+
+
+def ar_suffix_ids(tokenizer: Any, template: str) -> list[int]:
+    """`critic_suffix_ids` by the release's rule: the suffix after `{explanation}`,
+    tokenized alone, without its first id (that one can merge with the explanation's
+    last characters, so it is not stable). Every AR prompt must end in these ids."""
+    suffix = ar_template_suffix(template)
+    ids = _flat_ids(tokenizer(suffix, add_special_tokens=False))
+    if len(ids) < 2:
+        raise field_error(
+            MetaError,
+            None,
+            "prompt_templates.ar",
+            "text after `{explanation}` of at least 2 tokens",
+            f"{suffix!r} ({len(ids)} token)",
+            "The AR reads the last token; a longer fixed ending lets every prompt be checked.",
+        )
+    return ids[1:]
+
+
+def legacy_suffix_ids(tokenizer: Any, template: str, length: int) -> list[int]:
+    """What nlakit 0.1 recorded: the last `length` ids of the prompt rendered with an
+    empty explanation (they can include pieces of the text before `{explanation}`)."""
     return render_ar_prompt_ids(tokenizer, template, "")[-length:]
+
+
+def upgrade_suffix(meta: Meta, tokenizer: Any) -> bool:
+    """Replace `critic_suffix_ids` recorded by the old nlakit rule with the release's
+    rule (in memory; the next save writes them). True when they were replaced."""
+    t, template = meta.tokens, meta.ar_template
+    if t is None or not t.critic_suffix_ids or not template or "{explanation}" not in template:
+        return False
+    try:
+        rule = ar_suffix_ids(tokenizer, template)
+    except MetaError:
+        return False
+    recorded = list(t.critic_suffix_ids)
+    if recorded == rule or recorded != legacy_suffix_ids(tokenizer, template, len(recorded)):
+        return False
+    t.critic_suffix_ids = rule
+    return True
 
 
 # --------------------------------------------------------------------------- validation
@@ -123,17 +172,27 @@ def check(meta: Meta, tokenizer: Any) -> list[str]:
                     )
     if meta.ar_template and t.critic_suffix_ids:
         try:
-            tail = ar_suffix_ids(tokenizer, meta.ar_template, len(t.critic_suffix_ids))
+            rule = ar_suffix_ids(tokenizer, meta.ar_template)
+            tail = render_ar_prompt_ids(tokenizer, meta.ar_template, "An explanation.")
         except (KeyError, IndexError, ValueError) as exc:
             problems.append(
                 f"{src}: field `prompt_templates.ar`: the template must contain `{{explanation}}` "
                 f"and no other braces ({exc!r})."
             )
         else:
-            if tail != list(t.critic_suffix_ids):
+            recorded = list(t.critic_suffix_ids)
+            legacy = legacy_suffix_ids(tokenizer, meta.ar_template, len(recorded))
+            if recorded != rule and recorded != legacy:  # nlakit 0.1's rule: upgraded on load
                 problems.append(
-                    f"{src}: field `tokens.critic_suffix_ids`: expected {t.critic_suffix_ids}, the "
-                    f"AR template ends in {tail}. The AR template or tokenizer drifted."
+                    f"{src}: field `tokens.critic_suffix_ids`: expected {rule} (the ids of the "
+                    f"AR template's text after `{{explanation}}`, first id dropped), the sidecar "
+                    f"records {recorded}. The AR template or tokenizer drifted."
+                )
+            elif tail[-len(rule) :] != rule:
+                problems.append(
+                    f"{src}: field `prompt_templates.ar`: a rendered AR prompt ends in "
+                    f"{tail[-len(rule) :]}, not in `tokens.critic_suffix_ids` {rule}; the "
+                    "tokenizer merges the suffix with the explanation."
                 )
     return problems
 

@@ -48,6 +48,12 @@ class Document:
     def text(self) -> str:
         return "".join(s.text for s in self.spans)
 
+    @property
+    def table_id(self) -> str:
+        """Its `doc_id` in NLA tables (extraction, training, eval): the number as text,
+        since the released datasets' doc ids are strings ("17")."""
+        return str(self.doc_id)
+
     def span_dicts(self) -> list[dict]:
         return [{name: getattr(s, name) for name in SPAN_FIELDS} for s in self.spans]
 

@@ -24,6 +24,7 @@ from nlakit.toyworld.genres import entities
 from nlakit.toyworld.labels import CONTINUATIONS, GENRE_NAMES, ROLES, TOPICS
 
 FIELDS = ("genre", "topic", "entity", "role", "continuation")
+RECORD_KEYS = ("genre", "topic", "entity", "role", "next_kind")  # what FIELDS are judged on
 _QUOTED = re.compile(r'"[^"\n]*"')
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
@@ -73,6 +74,16 @@ def split_features(explanation: str) -> tuple[str, str]:
     if not lines:
         return "", ""
     return lines[0], lines[-1] if len(lines) > 1 else ""
+
+
+def is_world_record(record) -> bool:
+    """Whether `record` is a toy-world latent record claims can be judged on: a mapping
+    with every key of RECORD_KEYS and a genre of the toy world."""
+    return (
+        isinstance(record, Mapping)
+        and all(key in record for key in RECORD_KEYS)
+        and record["genre"] in TOPICS
+    )
 
 
 def score_claims(explanation: str, record: TokenRecord | Mapping) -> dict[str, str]:

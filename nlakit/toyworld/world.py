@@ -3,6 +3,7 @@
 world = World("worlds/demo")
 docs = world.documents("eval")
 text, record = world.oracle().explain(docs[0], position=12)
+docs = world.documents_for(table["doc_id"].to_pylist())  # each NLA table row's document
 model = world.model()          # a plain AutoModelForCausalLM
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -64,6 +66,19 @@ class World:
         if limit is not None:
             table = table.slice(0, limit)
         return [Document.from_row(r) for r in table.to_pylist()]
+
+    def documents_for(self, table_doc_ids: Iterable[int | str]) -> list[Document]:
+        """The document of each `doc_id` of an NLA table: `Document.table_id` strings, or
+        the int64 ids of tables written before doc ids were strings."""
+        by_id = {d.table_id: d for d in self.documents()}
+        wanted = [str(doc_id) for doc_id in table_doc_ids]
+        missing = sorted(set(wanted) - by_id.keys())
+        if missing:
+            raise NLAKitError(
+                f"{self.path}: no document(s) {missing[:5]} in this toy world (of its "
+                f"{len(by_id)}); were the rows extracted from this world?"
+            )
+        return [by_id[doc_id] for doc_id in wanted]
 
     def tokenizer(self):
         from transformers import AutoTokenizer

@@ -5,7 +5,7 @@ sidecar of the training tables) or from an *NLA checkpoint* (an AV or AR directo
 in the released layout, e.g. the output of SFT). With `lora_rank > 0` the decoder
 gets LoRA (or rsLoRA) adapters through `peft` and only those — and the AR's value
 head — train. `export_av` / `export_ar` write the released layout with adapters
-merged.
+merged, with a model card (`README.md`) holding the run's measured figures.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from nlakit.card import CardFigures, write_card
 from nlakit.errors import MetaError
 from nlakit.meta import DatasetMeta, ModelMeta, with_role
 from nlakit.models import (
@@ -26,6 +27,7 @@ from nlakit.models import (
     load_causal_lm,
     local_dir,
 )
+from nlakit.train.run_figures import run_figures
 
 
 @dataclass
@@ -149,22 +151,34 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> tuple[float, boo
     return float(norm), bool(torch.isfinite(norm))
 
 
-def export_av(av: ActivationVerbalizer, out: str | os.PathLike) -> Path:
-    """The AV in the released layout (adapters merged into a copy)."""
+def export_av(
+    av: ActivationVerbalizer, out: str | os.PathLike, figures: CardFigures | None = None
+) -> Path:
+    """The AV in the released layout (adapters merged into a copy) with its model card.
+
+    The card's figures are `figures`, or else what the run directory holding `out`
+    measured (its `metrics.jsonl`; nothing when it has none)."""
     model = av.model
     if has_adapters(model):
         model = copy.deepcopy(model).merge_and_unload()
-    return ActivationVerbalizer(model, av.tokenizer, av.meta).save_pretrained(out)
+    path = ActivationVerbalizer(model, av.tokenizer, av.meta).save_pretrained(out)
+    write_card(path, av.meta, figures if figures is not None else run_figures(path.parent, "av"))
+    return path
 
 
-def export_ar(ar: ActivationReconstructor, out: str | os.PathLike) -> Path:
-    """The AR in the released layout (adapters merged into a copy)."""
+def export_ar(
+    ar: ActivationReconstructor, out: str | os.PathLike, figures: CardFigures | None = None
+) -> Path:
+    """The AR in the released layout (adapters merged into a copy) with its model card
+    (figures as in `export_av`)."""
     backbone = ar.backbone
     if has_adapters(backbone):
         backbone = copy.deepcopy(backbone).merge_and_unload()
     head = copy.deepcopy(ar.value_head)
     exported = ActivationReconstructor(backbone, head, ar.tokenizer, ar.meta, ar.final_norm_state)
-    return exported.save_pretrained(out)
+    path = exported.save_pretrained(out)
+    write_card(path, ar.meta, figures if figures is not None else run_figures(path.parent, "ar"))
+    return path
 
 
 def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:

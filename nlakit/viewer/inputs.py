@@ -99,6 +99,9 @@ def read_input(path: str | os.PathLike) -> ViewerInput:
     if data.num_rows == 0:
         raise NLAKitError(f"{table}: the table has no rows.")
     columns = {c: data[c].to_pylist() for c in data.column_names}
+    # Doc ids are text, as in the released datasets ("HuggingFaceFW/fineweb:train:17");
+    # tables written before nlakit followed them hold int64 ids.
+    columns["doc_id"] = [str(d) for d in columns["doc_id"]]
     if all(m is None for m in columns["mse_nrm"]):
         raise NLAKitError(
             f"{table}: every mse_nrm is null; the viewer shows explanations with their "

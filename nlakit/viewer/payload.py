@@ -5,10 +5,13 @@
 parses that several times faster than a list of objects:
 
     runs    [{name, path, n, variance, fve, buckets: [[lo, hi] × 5]}]
-    docs    {id: [doc_id], text: [document text as far as it is kept]}
-    rows    {doc, position, token, start, end, type, source, record, teacher, teacher_mse}
+    docs    {id: [doc_id as text], text: [document text as far as it is kept]}
+    rows    {doc, position, token, start, end, type, source, record, world_record, teacher,
+            teacher_mse}
             token rows sorted by document, then position; `start:end` is the token's
-            character span in its document's text, `type`/`source` index `types`/`sources`
+            character span in its document's text, `type`/`source` index `types`/`sources`;
+            `record` is the row's `record` column as an object (any keys), `world_record`
+            whether it is a toy-world latent record (only those have claims scored)
     scores  per run {explanation, mse_nrm, cos, n_tokens, finished, bucket, shared_bucket,
             claims}, null where the run has no row for that token; `bucket` is the
             error quintile within the run, `shared_bucket` on the first run's
@@ -30,6 +33,7 @@ import numpy as np
 from nlakit import __version__
 from nlakit.errors import NLAKitError
 from nlakit.eval.token_types import TOKEN_TYPES, error_buckets, token_type
+from nlakit.toyworld.truth import is_world_record, score_claims
 from nlakit.viewer.inputs import ViewerInput
 
 N_BUCKETS = 5
@@ -113,11 +117,10 @@ def threshold_buckets(errors: list[float | None], thresholds: list[float]) -> li
 
 
 def claims_code(explanation: str | None, record: dict | None) -> str | None:
-    """The truth verdict of each claim field as one letter (t true, f false, a absent)."""
-    if not explanation or not record:
+    """The truth verdict of each claim field as one letter (t true, f false, a absent);
+    None without an explanation or a toy-world record to judge it on."""
+    if not explanation or not is_world_record(record):
         return None
-    from nlakit.toyworld.truth import score_claims
-
     verdicts = score_claims(explanation, record)
     return "".join(VERDICT_LETTER[verdicts[f]] for f in CLAIM_FIELDS)
 
@@ -132,14 +135,14 @@ def _number(value, digits: int = 6):
 # --------------------------------------------------------------------------- the join
 
 
-def _keys(inputs: list[ViewerInput]) -> tuple[list[tuple[int, int]], list[dict]]:
+def _keys(inputs: list[ViewerInput]) -> tuple[list[tuple[str, int]], list[dict]]:
     """Every (doc_id, position) in any input, by document (first seen) then position,
     and per input its row index of each key."""
     where = []
     for item in inputs:
         index = {}
         for i, key in enumerate(zip(item.columns["doc_id"], item.columns["position"], strict=True)):
-            key = (int(key[0]), int(key[1]))
+            key = (key[0], int(key[1]))  # doc ids are text (`inputs.read_input`)
             if key in index:
                 raise NLAKitError(
                     f"{item.path}: doc {key[0]} position {key[1]} appears twice (rows "
@@ -148,7 +151,7 @@ def _keys(inputs: list[ViewerInput]) -> tuple[list[tuple[int, int]], list[dict]]
                 )
             index[key] = i
         where.append(index)
-    doc_rank: dict[int, int] = {}
+    doc_rank: dict[str, int] = {}
     for index in where:
         for doc, _ in index:
             doc_rank.setdefault(doc, len(doc_rank))
@@ -170,15 +173,20 @@ def _token_column(inputs, where, keys, name, default):
     return out
 
 
-def _record(text, path) -> dict | None:
-    if not text:
+def _record(value, path) -> dict | None:
+    """A `record` value as an object: JSON text, a struct (a dict) or a map (key/value
+    pairs), with any keys; toy-world records are one kind among others."""
+    if not value:
         return None
     try:
-        record = json.loads(text) if isinstance(text, str) else dict(text)
+        record = json.loads(value) if isinstance(value, str) else dict(value)
     except (json.JSONDecodeError, TypeError, ValueError):
+        record = None
+    if not isinstance(record, dict):
         raise NLAKitError(
-            f"{path}: a `record` value is not a JSON object: {str(text)[:80]!r}"
-        ) from None
+            f"{path}: column `record`: expected a JSON object, struct or map per row, got "
+            f"{str(value)[:80]!r}; drop the column or store an object of key/values."
+        )
     record.pop("context", None)  # the page shows the context already
     return record
 
@@ -281,6 +289,7 @@ def build_payload(
             "type": [type_index[t] for t in types],
             "source": [source_index[s] for s in sources],
             "record": records,
+            "world_record": [is_world_record(r) for r in records],
             "teacher": teacher,
             "teacher_mse": teacher_mse,
         },

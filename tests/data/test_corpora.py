@@ -5,7 +5,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nlakit.data.corpora import CorpusOptions, iter_corpus, regenerate_assistant_turns
+from nlakit.data.corpora import (
+    CorpusOptions,
+    doc_id_prefix,
+    iter_corpus,
+    regenerate_assistant_turns,
+)
 from nlakit.errors import NLAKitError
 
 CHATS = [
@@ -41,7 +46,8 @@ def test_local_formats(tmp_path, tokenizer):
         "a json doc",
         "a parquet doc",
     ]
-    assert [d.doc_id for d in out] == [0, 1, 2, 4]  # ids are stream positions; the empty one is 3
+    # ids are "{corpus}:{split}:{stream position}"; the empty one is 3
+    assert [d.doc_id for d in out] == [f"{tmp_path}:train:{i}" for i in (0, 1, 2, 4)]
     assert stats == {"read": 5, "empty": 1}
     assert all(d.add_special_tokens and d.source == "text" for d in out)
 
@@ -49,7 +55,7 @@ def test_local_formats(tmp_path, tokenizer):
 def test_skip_resumes_mid_stream(tmp_path, tokenizer):
     (tmp_path / "a.txt").write_text("\n".join(f"doc {i}" for i in range(10)))
     out = list(iter_corpus(str(tmp_path / "a.txt"), tokenizer, skip=7))
-    assert [d.doc_id for d in out] == [7, 8, 9]
+    assert [d.doc_id for d in out] == [f"{tmp_path / 'a.txt'}:train:{i}" for i in (7, 8, 9)]
 
 
 def test_chat_records_are_rendered_with_the_chat_template(tmp_path, tokenizer):
@@ -81,11 +87,25 @@ def test_hf_dataset_from_a_local_directory(tmp_path, tokenizer, monkeypatch):
     )
     out, _ = docs(f"hf:{tmp_path}", tokenizer, text_field="body")
     assert [d.text for d in out] == ["text 0", "text 1", "text 2"]
+    assert [d.doc_id for d in out] == [f"{tmp_path}:train:{i}" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "prefix"),
+    [
+        ("hf:HuggingFaceFW/fineweb", "HuggingFaceFW/fineweb:train"),
+        ("hf:HuggingFaceFW/fineweb:sample-10BT@train", "HuggingFaceFW/fineweb:train"),
+        ("hf:allenai/c4:en@validation", "allenai/c4:validation"),
+        ("data/docs.jsonl", "data/docs.jsonl:train"),
+    ],
+)
+def test_doc_ids_follow_the_official_corpus_split_index_shape(spec, prefix):
+    assert doc_id_prefix(spec) == prefix
 
 
 def test_toyworld_corpus(small_world, tokenizer):
     out, _ = docs(f"toyworld:{small_world}", tokenizer)
-    assert len(out) == 360 and out[5].doc_id == 5 and out[5].source in ("text", "chat")
+    assert len(out) == 360 and out[5].doc_id == "5" and out[5].source in ("text", "chat")
     assert {d.source for d in out} == {"text", "chat"}
 
 

@@ -1,6 +1,8 @@
 import json
+import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -45,10 +47,10 @@ def test_rows_are_the_block_k_outputs_at_sampled_positions(extracted, small_worl
     table = load_rows(extracted)
     assert table.schema.field("activation_vector").type.list_size == 64
     assert table.num_rows == 120 * 4
-    docs = {d.doc_id: d for d in world.documents(limit=120)}
     model, tok = world.model(), world.tokenizer()
     row = table.slice(7, 1).to_pylist()[0]
-    ids = tok(docs[row["doc_id"]].text, return_tensors="pt")["input_ids"]
+    (doc,) = world.documents_for([row["doc_id"]])
+    ids = tok(doc.text, return_tensors="pt")["input_ids"]
     with torch.no_grad():  # block 1 is this model's last: compare with the block output itself
         want = sites.extract_layer(model, ids, None, 1)[0, row["position"]]
     assert np.allclose(row["activation_vector"], want.numpy(), atol=1e-5)
@@ -67,6 +69,34 @@ def test_sidecar_and_manifest(extracted):
     assert manifest["complete"] and len(manifest["shards"]) >= 4
     mean = manifest["result"]["mean_norm"]
     assert meta.extraction.injection_scale == suggest_injection_scale(mean) > mean
+
+
+def test_columns_have_the_released_types(extracted):
+    """The official datagen's types: string doc ids, int64 token count and layer."""
+    schema = pq.read_schema(extracted / "shard_00000.parquet")
+    assert schema.field("doc_id").type == pa.string()
+    assert schema.field("n_raw_tokens").type == pa.int64()
+    assert schema.field("activation_layer").type == pa.int64()
+    doc_ids = set(load_rows(extracted, columns=["doc_id"])["doc_id"].to_pylist())
+    assert doc_ids == {str(i) for i in range(120)}  # a toy world's documents by number
+
+
+def test_shards_written_before_string_doc_ids_still_read(extracted, tmp_path):
+    """An extraction resumed across the change mixes int64 and string doc ids."""
+    out = tmp_path / "acts"
+    shutil.copytree(extracted, out)
+    old = pq.read_table(out / "shard_00000.parquet")
+    for name, type_ in (
+        ("doc_id", pa.int64()),
+        ("n_raw_tokens", pa.int32()),
+        ("activation_layer", pa.int32()),
+    ):
+        old = old.set_column(old.column_names.index(name), name, old[name].cast(type_))
+    pq.write_table(old, out / "shard_00000.parquet")
+    table = load_rows(out)
+    assert table.schema.field("doc_id").type == pa.string()
+    assert table.schema == load_rows(extracted).schema
+    assert keyed(table).keys() == keyed(load_rows(extracted)).keys()
 
 
 def test_splits_are_by_document(extracted):

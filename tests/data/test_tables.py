@@ -1,6 +1,8 @@
 import json
+import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -40,10 +42,11 @@ def test_teach_toyworld_writes_true_explanations(pipeline, small_world):
     assert report["status_counts"] == {"ok": 600} and report["calls"] == 0
     table = pq.read_table(root / "acts" / "explanations" / "toyworld.parquet")
     assert table.num_rows == 600 and set(table["status"].to_pylist()) == {"ok"}
-    oracle = World(small_world).oracle()
-    docs = {d.doc_id: d for d in World(small_world).documents(limit=150)}
-    for row in table.slice(0, 20).to_pylist():
-        _, record = oracle.explain(docs[row["doc_id"]], row["position"])
+    world = World(small_world)
+    oracle = world.oracle()
+    rows = table.slice(0, 20).to_pylist()
+    for row, doc in zip(rows, world.documents_for([r["doc_id"] for r in rows]), strict=True):
+        _, record = oracle.explain(doc, row["position"])
         assert set(score_claims(row["explanation"], record).values()) == {"correct"}
 
 
@@ -75,6 +78,9 @@ def test_table_columns_follow_the_released_schema(pipeline):
         "detokenized_text_truncated",
     ):
         assert column in av.column_names
+    assert av.schema.field("doc_id").type == pa.string()  # the official datagen's types
+    assert av.schema.field("n_raw_tokens").type == pa.int64()
+    assert av.schema.field("activation_layer").type == pa.int64()
     row = av.slice(0, 1).to_pylist()[0]
     assert row["prompt"][0]["role"] == "user" and "<INJECT>" in row["prompt"][0]["content"]
     assert row["response"].startswith("<explanation>\n") and row["response"].endswith(
@@ -160,3 +166,75 @@ def test_oracle_needs_a_toy_world_corpus(small_world, tmp_path):
     with pytest.raises(NLAKitError, match="oracle explains toy-world documents"):
         teach(TeachConfig(data=str(tmp_path / "acts"), teacher="toyworld"), progress=False)
     assert json.loads((tmp_path / "acts" / "manifest.json").read_text())["complete"]
+
+
+def ok_explanations(rows: pa.Table) -> pa.Table:
+    """What `nlakit teach` writes, as if a teacher had explained every row."""
+    n = rows.num_rows
+    return pa.table(
+        {
+            "doc_id": rows["doc_id"],
+            "position": rows["position"],
+            "explanation": [f"Row {i}.\nThe token is a word." for i in range(n)],
+            "status": ["ok"] * n,
+        }
+    )
+
+
+def test_string_doc_ids_round_trip_from_a_local_corpus(small_world, tmp_path):
+    """A local corpus's documents get the official `{corpus}:{split}:{index}` ids, which
+    survive extraction, explanations and the tables."""
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"text": f"document {i} says " + "more words " * 20}) for i in range(8)
+        )
+    )
+    acts = tmp_path / "acts"
+    extract(
+        ExtractConfig(
+            model=str(small_world / "model"), layer=1, corpus=str(corpus), out=str(acts), min_pos=5
+        ),
+        progress=False,
+    )
+    rows = load_rows(acts)
+    assert set(rows["doc_id"].to_pylist()) == {f"{corpus}:train:{i}" for i in range(8)}
+    (acts / "explanations").mkdir()
+    pq.write_table(ok_explanations(rows), acts / "explanations" / "fake.parquet")
+    record = build_tables(BuildConfig(data=str(acts), out=str(tmp_path / "tables")))
+    assert sum(record["rows"].values()) == rows.num_rows and record["rows_without_explanation"] == 0
+    built = [pq.read_table(tmp_path / "tables" / f"{s}.parquet") for s in record["rows"]]
+    keys = {
+        (d, p)
+        for t in built
+        for d, p in zip(*(t[c].to_pylist() for c in ("doc_id", "position")), strict=True)
+    }
+    assert keys == set(zip(rows["doc_id"].to_pylist(), rows["position"].to_pylist(), strict=True))
+
+
+def old_types(table: pa.Table) -> pa.Table:
+    """`table` as nlakit wrote it before string doc ids: int64 doc_id, int32 counts."""
+    for name, type_ in (
+        ("doc_id", pa.int64()),
+        ("n_raw_tokens", pa.int32()),
+        ("activation_layer", pa.int32()),
+    ):
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, table[name].cast(type_))
+    return table
+
+
+def test_an_extraction_with_int64_doc_ids_still_builds(pipeline, tmp_path):
+    root, _, record = pipeline
+    data = tmp_path / "acts"
+    shutil.copytree(root / "acts", data)
+    for path in [*data.glob("shard_*.parquet"), *(data / "explanations").glob("*.parquet")]:
+        pq.write_table(old_types(pq.read_table(path)), path)
+    again = build_tables(BuildConfig(data=str(data), out=str(tmp_path / "tables")))
+    assert again["rows"] == record["rows"]
+    eval_table = pq.read_table(tmp_path / "tables" / "eval.parquet")
+    assert eval_table.schema.field("doc_id").type == pa.string()
+    assert (
+        eval_table["doc_id"].to_pylist()
+        == pq.read_table(root / "tables" / "eval.parquet")["doc_id"].to_pylist()
+    )

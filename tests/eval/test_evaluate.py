@@ -1,14 +1,15 @@
 import json
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from nlakit.cli import main
 from nlakit.errors import NLAKitError
-from nlakit.eval.cross import cross_table
-from nlakit.eval.evaluate import EvalConfig, evaluate
+from nlakit.eval.cross import check_same_rows, cross_table
+from nlakit.eval.evaluate import EvalConfig, evaluate, world_records
 from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import resolve_run
 
@@ -63,6 +64,30 @@ def test_rows_scores_agree_with_the_ar(eval_run):
         "chat", "recipe", "sports", "weather", "code", "list", "story", "poem", "news"
     }  # fmt: skip
     assert set(rows.columns["source"]) <= {"text", "chat"}
+
+
+def test_world_records_take_string_and_old_int64_doc_ids(small_world):
+    from nlakit.toyworld.world import World
+
+    world = World(small_world)
+    doc = world.documents(limit=1)[0]
+    new, old = world_records(small_world, [doc.table_id, doc.doc_id], [world.min_pos] * 2)
+    assert new == old and new["genre"] == doc.genre
+    with pytest.raises(NLAKitError, match="fineweb:train:3"):
+        world_records(small_world, ["fineweb:train:3"], [world.min_pos])
+
+
+def test_rows_of_a_run_evaluated_before_string_doc_ids_still_load(eval_run, tmp_path):
+    assert pq.read_schema(eval_run / "eval" / "rows.parquet").field("doc_id").type == pa.string()
+    old = tmp_path / "old"
+    shutil.copytree(eval_run, old)
+    path = old / "eval" / "rows.parquet"
+    table = pq.read_table(path)
+    doc_ids = table["doc_id"].cast(pa.int64())  # as nlakit wrote them before
+    pq.write_table(table.set_column(table.column_names.index("doc_id"), "doc_id", doc_ids), path)
+    new_rows, old_rows = load_rows(eval_run), load_rows(old)
+    assert old_rows.columns["doc_id"] == new_rows.columns["doc_id"]
+    check_same_rows(new_rows, old_rows)  # the cross table sees the same rows
 
 
 def test_cross_table_diagonal_is_each_runs_own_fve(eval_run, tmp_path):

@@ -105,6 +105,18 @@ def test_requests_need_the_text():
     assert requests_of(rows, 1) == [TeachRequest("1:4", "the x", "x")]
 
 
+def test_oracle_explanations_take_string_and_old_int64_doc_ids(small_world):
+    from nlakit.toyworld.world import World
+
+    world = World(small_world)
+    doc = world.documents(limit=1)[0]
+    position = world.min_pos
+    new, old = oracle_explanations(small_world, [doc.table_id, doc.doc_id], [position] * 2)
+    assert new and new == old == world.oracle().explain(doc, position, context_rate=0.0)[0]
+    with pytest.raises(NLAKitError, match="fineweb:train:3"):
+        oracle_explanations(small_world, ["fineweb:train:3"], [position])
+
+
 def test_text_baseline_on_the_small_run(eval_run):
     summary = text_baseline(
         TextBaselineConfig(run=str(eval_run), n=24, bootstrap=100, device="cpu", progress=False)

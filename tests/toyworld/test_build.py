@@ -46,6 +46,15 @@ def test_model_and_tokenizer_load_plainly_and_pass_validation(small_world):
     assert sites.extract_layer(model, ids, None, 1).shape == (1, ids.shape[1], 64)
 
 
+def test_documents_are_found_by_table_doc_id(small_world):
+    """Tables hold a document's number as a string ("3"); older ones as an int64."""
+    world = World(small_world)
+    assert world.documents(limit=4)[3].table_id == "3"
+    assert [d.doc_id for d in world.documents_for(["3", 3, "0"])] == [3, 3, 0]
+    with pytest.raises(NLAKitError, match=r"no document\(s\) \['fineweb:train:3'\]"):
+        world.documents_for(["2", "fineweb:train:3"])
+
+
 def test_corpus_parquet_is_plain_and_complete(small_world):
     table = pq.read_table(small_world / "corpus.parquet")
     assert {"doc_id", "split", "text", "genre", "topic", "entity", "tone", "spans"} <= set(

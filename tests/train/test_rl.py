@@ -55,6 +55,10 @@ def test_rl_runs_logs_and_exports(small_tables, trained_pair, tmp_path):
     )
     nla = NLA.from_pretrained(av=tmp_path / "rl" / "av", ar=tmp_path / "rl" / "ar", device="cpu")
     assert len(nla.explain(torch.randn(2, 64), max_new_tokens=4)) == 2
+    for role in ("av", "ar"):  # both cards carry the pair's held-out round-trip FVE
+        card = (tmp_path / "rl" / role / "README.md").read_text(encoding="utf-8")
+        assert f"**FVE {result['eval_fve']:.4f}** on n = 8 held-out activations" in card
+        assert "baseline variance" in card and "end of RL (step 3)" in card
 
 
 @pytest.mark.parametrize("lora", [0, 4])

@@ -35,6 +35,16 @@ def test_exports_round_trip_through_nla_from_pretrained(pair, small_tables):
     assert set(ar_eval) == {"eval_loss", "eval_cos", "eval_fve"} and "eval_loss" in av_eval
 
 
+def test_exports_carry_a_model_card_with_the_runs_figures(pair):
+    root, ar_eval, _ = pair
+    ar_card = (root / "ar_sft" / "ar" / "README.md").read_text(encoding="utf-8")
+    assert f"**FVE {ar_eval['eval_fve']:.4f}** on n = 16 held-out activations" in ar_card
+    assert "baseline variance" in ar_card and "library_name: nlakit" in ar_card
+    av_card = (root / "av_sft" / "av" / "README.md").read_text(encoding="utf-8")
+    assert "No FVE has been measured for this AV" in av_card and "FVE 0" not in av_card
+    assert "nats per response token (n = 16 held-out explanations)" in av_card
+
+
 def test_metrics_are_logged_every_step(pair):
     root, _, _ = pair
     records = read_metrics(root / "av_sft")

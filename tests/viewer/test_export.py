@@ -39,7 +39,8 @@ def test_every_token_is_one_record(two_runs, tmp_path):
     assert len(doc["records"]) == 12
     for k, record in enumerate(doc["records"]):
         assert set(record) == RECORD_KEYS
-        assert (record["doc_id"], record["position"]) == (cols["doc_id"][k], cols["position"][k])
+        assert record["doc_id"] == str(cols["doc_id"][k])  # doc ids are exported as text
+        assert record["position"] == cols["position"][k]
         assert record["context"].endswith(record["token"])
         assert record["context"] == cols["context"][k]  # short documents are kept whole
         assert record["teacher"] == {"text": f"teacher {k}", "mse_nrm": 0.25}
@@ -61,3 +62,12 @@ def test_a_subset_in_a_given_order(two_runs):
         payload["rows"]["position"][5],
         payload["rows"]["position"][0],
     ]
+
+
+def test_string_doc_ids_and_other_records_are_exported_as_they_are(tmp_path):
+    cols = rows_columns(n_docs=2, per_doc=1, doc_id_format="HuggingFaceFW/fineweb:train:{}")
+    cols["record"] = [json.dumps({"label": "x"})] * 2
+    doc = export_document(build_payload(read_inputs([write_run(tmp_path / "a", cols)])))
+    assert [r["doc_id"] for r in doc["records"]] == cols["doc_id"]
+    assert [r["record"] for r in doc["records"]] == [{"label": "x"}] * 2
+    assert doc["records"][0]["explanations"][0]["claims"] is None

@@ -55,3 +55,14 @@ def test_other_bad_inputs(tmp_path):
         read_input(write_run(tmp_path / "unscored", unscored))
     with pytest.raises(NLAKitError, match="nothing to view"):
         read_inputs([])
+
+
+def test_doc_ids_are_strings_and_old_int64_ones_are_read_as_strings(tmp_path):
+    """The released datasets' string doc ids load as they are; tables written before
+    doc ids were strings load too, with their ids as text."""
+    cols = rows_columns(n_docs=2, per_doc=2, doc_id_format="fineweb:train:{}")
+    item = read_input(write_run(tmp_path / "run", cols))
+    assert item.columns["doc_id"] == ["fineweb:train:0"] * 2 + ["fineweb:train:1"] * 2
+    run = write_run(tmp_path / "old", rows_columns(n_docs=2, per_doc=2))
+    assert pq.read_schema(run / "eval" / "rows.parquet").field("doc_id").type == pa.int64()
+    assert read_input(run).columns["doc_id"] == ["0", "0", "1", "1"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
 import pytest
 from viewer_tables import RECORD, TRUE_EXPLANATION, WRONG_EXPLANATION, rows_columns, write_run
 
@@ -166,3 +169,74 @@ def test_without_contexts_the_tokens_make_the_document(tmp_path):
     del cols["context"]
     payload = build_payload([read_input(write_run(tmp_path / "run", cols))])
     assert payload["docs"]["text"] == [GAP.join(cols["token"])]
+
+
+# Records of tables that are not the toy world's: shown as key/values, never scored.
+OTHER_RECORDS = {
+    "json": [json.dumps({"label": "x", "k": k}) for k in range(4)],
+    "struct": pa.array([{"label": "x", "k": k} for k in range(4)]),
+    "map": pa.array(
+        [[("label", "x"), ("k", str(k))] for k in range(4)], pa.map_(pa.string(), pa.string())
+    ),
+    "no_genre": [json.dumps({k2: v for k2, v in RECORD.items() if k2 != "genre"})] * 4,
+    "other_genre": [json.dumps({**RECORD, "genre": "legal"})] * 4,
+}
+
+
+@pytest.mark.parametrize("kind", list(OTHER_RECORDS))
+def test_string_doc_ids_and_a_record_that_is_not_the_toy_worlds(tmp_path, kind):
+    """A released dataset's table: official string doc ids and a `record` column of
+    arbitrary keys load; the record is shown as it is, with no claims scored."""
+    cols = rows_columns(n_docs=2, per_doc=2, doc_id_format="HuggingFaceFW/fineweb:train:{}")
+    cols["explanation"] = [TRUE_EXPLANATION] * 4
+    cols["record"] = OTHER_RECORDS[kind]
+    payload = build_payload([read_input(write_run(tmp_path / "run", cols))])
+    assert payload["docs"]["id"] == [
+        "HuggingFaceFW/fineweb:train:0",
+        "HuggingFaceFW/fineweb:train:1",
+    ]
+    rows = payload["rows"]
+    assert rows["world_record"] == [False] * 4
+    assert payload["scores"][0]["claims"] == [None] * 4
+    if kind in ("json", "struct", "map"):
+        assert [r["label"] for r in rows["record"]] == ["x"] * 4
+        assert [str(r["k"]) for r in rows["record"]] == ["0", "1", "2", "3"]
+    else:
+        assert rows["record"][0]["topic"] == "love"
+
+
+def test_a_record_of_other_keys_is_not_judged(tmp_path):
+    """The claims scorer needs a toy-world record; others are shown, never judged."""
+    cols = rows_columns(n_docs=1, per_doc=2)
+    cols["explanation"] = [TRUE_EXPLANATION] * 2
+    cols["record"] = [json.dumps({"label": "x"})] * 2
+    payload = build_payload([read_input(write_run(tmp_path / "run", cols))])
+    assert payload["rows"]["record"] == [{"label": "x"}] * 2
+    assert payload["scores"][0]["claims"] == [None, None]
+    assert claims_code(TRUE_EXPLANATION, {"label": "x"}) is None
+
+
+def test_a_record_that_is_not_an_object_is_a_clear_error(tmp_path):
+    cols = rows_columns(n_docs=1, per_doc=2)
+    cols["record"] = ["[1, 2]", "not json"]
+    with pytest.raises(NLAKitError, match=r"column `record`: expected a JSON object"):
+        build_payload([read_input(write_run(tmp_path / "run", cols))])
+
+
+def test_a_toy_world_record_is_flagged_and_scored(tmp_path):
+    cols = rows_columns(n_docs=2, per_doc=2, records=True, doc_id_format="{}")
+    payload = build_payload([read_input(write_run(tmp_path / "run", cols))])
+    assert payload["docs"]["id"] == ["0", "1"]
+    assert payload["rows"]["world_record"] == [True] * 4
+    assert set(payload["scores"][0]["claims"]) <= {"ttttt", "tfftf"}
+
+
+def test_old_int_doc_ids_join_new_string_ones(tmp_path):
+    """A run written before doc ids were strings sits beside a new one: one document each."""
+    old = rows_columns(n_docs=2, per_doc=2, seed=6)
+    new = dict(old, doc_id=[str(d) for d in old["doc_id"]])
+    payload = build_payload(
+        read_inputs([write_run(tmp_path / "old", old), write_run(tmp_path / "new", new)])
+    )
+    assert payload["docs"]["id"] == ["0", "1"] and len(payload["rows"]["doc"]) == 4
+    assert None not in payload["scores"][1]["mse_nrm"]

@@ -95,6 +95,28 @@ def test_click_a_token_and_read_the_panel(browser, two_runs, tmp_path):
     page.close()
 
 
+def test_a_released_datasets_table_shows_its_ids_and_record(browser, tmp_path):
+    """String doc ids and a record that is not the toy world's: the ids head the
+    documents, the record is listed key by key, and no claims are judged."""
+    cols = rows_columns(
+        n_docs=2, per_doc=2, seed=13, doc_id_format="HuggingFaceFW/fineweb:train:{}"
+    )
+    cols["record"] = [json.dumps({"label": "x", "score": k}) for k in range(4)]
+    run = write_run(tmp_path / "release", cols)
+    result = build_viewer(ViewConfig(runs=[str(run)], out=str(tmp_path / "view")))
+    page = open_page(browser, Path(result["page"]).as_uri())
+    assert "doc HuggingFaceFW/fineweb:train:1" in page.inner_text("#list")
+    page.click('#list .tok[data-row="2"]')
+    panel = page.inner_text("#panel")
+    assert "HuggingFaceFW/fineweb:train:1" in panel and "Toy-world" not in panel
+    cells = page.eval_on_selector_all(
+        "#panel table.record tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+    )
+    assert cells == [["key", "value"], ["label", "x"], ["score", "2"]]
+    assert page.problems == []
+    page.close()
+
+
 def test_keys_move_between_tokens(browser, two_runs):
     page = open_page(browser, two_runs["page"].as_uri())
     order = page.evaluate(SHOWN)

@@ -64,8 +64,12 @@ def rows_columns(
     explanation_words: int = 40,
     records: bool = False,
     first_doc: int = 0,
+    doc_id_format: str | None = None,
 ) -> dict[str, list]:
-    """Columns of a per-row eval table: `per_doc` evaluated positions per document."""
+    """Columns of a per-row eval table: `per_doc` evaluated positions per document.
+
+    Doc ids are ints (as nlakit wrote them before string ids), or with `doc_id_format`
+    strings such as the released datasets' ("fineweb:train:{}" → "fineweb:train:3")."""
     rng = random.Random(seed)
     cols: dict[str, list] = {
         k: []
@@ -93,7 +97,7 @@ def rows_columns(
             if records:
                 explanation = TRUE_EXPLANATION if position % 2 else WRONG_EXPLANATION
                 cols["record"].append(json.dumps(RECORD))
-            cols["doc_id"].append(doc)
+            cols["doc_id"].append(doc if doc_id_format is None else doc_id_format.format(doc))
             cols["position"].append(position)
             cols["token"].append(tokens[position])
             cols["context"].append("".join(tokens[: position + 1])[-context_chars:])

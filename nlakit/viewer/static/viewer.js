@@ -227,6 +227,20 @@
     return table;
   }
 
+  // A record that is not the toy world's (a released dataset's labels …): its keys and
+  // values as they are, with no claims judged against it.
+  function recordTable(record) {
+    const table = el("table", "truth record"), head = el("tr");
+    head.append(el("th", null, "key"), el("th", null, "value"));
+    table.append(head);
+    for (const [key, value] of Object.entries(record)) {
+      const tr = el("tr");
+      tr.append(el("td", null, key), el("td", null, typeof value === "string" ? value : JSON.stringify(value)));
+      table.append(tr);
+    }
+    return table;
+  }
+
   function renderPanel(i) {
     const panel = $("panel");
     panel.replaceChildren();
@@ -254,9 +268,12 @@
       panel.append(el("h3", null, "Teacher's explanation (mse_nrm " + fmt(R.teacher_mse[i]) + ")"));
       panel.append(el("div", "explanation", R.teacher[i]));
     }
-    if (R.record[i]) {
+    if (R.record[i] && R.world_record[i]) {
       panel.append(el("h3", null, "Toy-world latent record: each claim true / false / absent"));
       panel.append(truthTable(i));
+    } else if (R.record[i]) {
+      panel.append(el("h3", null, "Record"));
+      panel.append(recordTable(R.record[i]));
     }
   }
 
