@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from nlakit.train.logger import read_metrics
+from nlakit.store.runs import read_metrics
 from nlakit.train.rl import RLConfig, rl
 
 PHASES = ("generate", "score", "update")

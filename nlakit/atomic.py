@@ -40,6 +40,10 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return write_atomic(path, lambda p: p.write_bytes(data))
+
+
 def write_json(path: str | os.PathLike, data) -> Path:
     return write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 

@@ -10,11 +10,17 @@ nlakit demo                          the default end-to-end run
 nlakit eval --run RUN                evaluation with controls (see nlakit/eval/cli.py)
 nlakit analyze NAME --run RUN        the analyses; nlakit report RUN assembles them
 nlakit view RUN [RUN ...]            browse tokens, explanations and errors in the browser
+
+Verbs with a config dataclass (sft, rl, eval, extract, …) take one `--field-name`
+option per field and `--config RECIPE` (a YAML file of field → value, see
+`recipes/`); options given on the command line override the recipe. Bad input is
+one line on stderr and exit code 2 (see nlakit/config_cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +28,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config import DEVICE_HELP, DTYPES
+from nlakit.config_cli import Parser, add_config, config_from_args
 from nlakit.errors import NLAKitError
 
 # --------------------------------------------------------------------------- verbs as functions
@@ -194,15 +201,10 @@ def _cmd_info(args) -> None:
 
 
 def _sampling(args) -> dict:
-    return dict(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=True,
-    )
+    from nlakit.generation import SamplingConfig
+
+    sampling = config_from_args(SamplingConfig, args, dest="sampling")
+    return {**dataclasses.asdict(sampling), "seed": args.seed, "progress": True}
 
 
 def _cmd_list(args) -> None:
@@ -217,6 +219,7 @@ def _cmd_explain(args) -> None:
 
     if (args.vectors is None) == (args.text is None):
         raise NLAKitError("pass exactly one of --vectors FILE or --model DIR --text TEXT")
+    sampling = _sampling(args)
     vectors = load_vectors(args.vectors) if args.vectors else None
     av = args.nla or args.av
     released = resolve(av)
@@ -232,7 +235,7 @@ def _cmd_explain(args) -> None:
         positions=args.positions,
         device=args.device,
         dtype=args.dtype,
-        **_sampling(args),
+        **sampling,
     )
     print(format_table(rows))
     if args.out:
@@ -277,7 +280,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     --help` and simple verbs do not import every stage's dependencies)."""
     words = _positionals(sys.argv[1:] if argv is None else argv)
     chosen = words[0] if words else None
-    parser = argparse.ArgumentParser(prog="nlakit", description="Natural Language Autoencoders.")
+    parser = Parser(prog="nlakit", description="Natural Language Autoencoders.")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("info", help="show a sidecar and validate it against the tokenizer")
@@ -290,12 +293,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     def add_runtime(p):
-        p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
-        p.add_argument(
-            "--dtype",
-            choices=["bf16", "fp32", "fp16", "bfloat16", "float32", "float16"],
-            help="default: bf16 on GPU, fp32 on CPU",
-        )
+        p.add_argument("--device", help=DEVICE_HELP)
+        p.add_argument("--dtype", choices=DTYPES, help="default: bf16 on GPU, fp32 on CPU")
 
     p = sub.add_parser("explain", help="explain activation vectors or the tokens of a text")
     which = p.add_mutually_exclusive_group(required=True)
@@ -314,15 +313,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--text", help="text whose tokens to explain (with --model, or --nla)")
     p.add_argument("--positions", type=int, nargs="+", help="token positions (default: all)")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="sampling seed (default: unseeded)")
     p.add_argument("--out", help="also write the rows as JSONL")
     add_runtime(p)
     p.set_defaults(func=_cmd_explain)
+    if chosen == "explain":
+        from nlakit.generation import SamplingConfig
+
+        add_config(p, SamplingConfig, dest="sampling")
 
     p = sub.add_parser("reconstruct", help="predict activations from explanation texts")
     p.add_argument("--ar", required=True, help="AR directory, Hub id, or released NLA name")
@@ -332,10 +330,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("tiny", help="write a tiny random target model and a fresh AV/AR pair")
-    p.add_argument("--out", required=True)
-    p.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "gemma3"])
+    p.add_argument("--out", required=True, help="directory to write target/, av/ and ar/ to")
+    p.add_argument(
+        "--arch",
+        default="qwen3",
+        choices=["qwen3", "llama", "gemma3"],
+        help="architecture of the tiny target (default: qwen3)",
+    )
     p.add_argument("--layer", type=int, help="block index K (default: the middle block)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the random weights (default: 0)")
     p.set_defaults(func=_cmd_tiny)
 
     from nlakit.data.cli import register as register_data
@@ -355,17 +358,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     if chosen == "demo":
         from nlakit.demo import DemoConfig
 
-        add_config_args(p, DemoConfig)
+        add_config(p, DemoConfig)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; bad input (an `NLAKitError`) is one line on stderr and exit code 2.
+
+    Usage errors exit 2 from the parser itself (`SystemExit`), also in one line."""
     args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except NLAKitError as exc:
         verb = " ".join(v for v in (args.verb, getattr(args, "toyworld_verb", None)) if v)
-        print(f"nlakit {verb}: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"nlakit {verb}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

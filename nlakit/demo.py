@@ -15,12 +15,15 @@ shuffled control, the RL AV scored by its own AR, and the truth of each claim fi
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from nlakit.atomic import write_json
+from nlakit.config import Config, option
+from nlakit.store.names import SUMMARY_FILE
 
 # Short prompts: on 2 CPU cores every prompt token costs training time.
 DEMO_AV_TEMPLATE = "Explain <concept>{injection_char}</concept>"
@@ -29,28 +32,42 @@ ORACLE_CONTEXT = 0.0  # the demo's oracle writes two features: genre/topic and t
 
 
 @dataclass
-class DemoConfig:
-    out: str = "runs/demo"  # run directory
-    size: str = "demo"  # toy world size: small (seconds, for tests) or demo
-    seed: int = 0
-    docs: int = 6000  # documents extracted (the whole demo world)
-    positions_per_doc: int = 8  # rows per document: more rows, less repetition per epoch
-    ar_steps: int = 1400  # AR SFT steps (the AR is the scorer: an undertrained AR hides the AV)
-    av_steps: int = 1800  # AV SFT steps
-    rl_steps: int = 90  # GRPO steps
-    ar_batch: int = 32
-    av_batch: int = 16
-    ar_lr: float = 1e-3
-    av_lr: float = 2e-3  # 1e-3 and 4e-3 both read the vector worse
-    rl_batch: int = 8  # activations per RL step
-    group_size: int = 8
-    rl_lr: float = 3e-4  # higher rates let the sampling noise undo the SFT
-    rl_ar_lr: float = 1e-4  # the AR's rate while co-trained on the RL explanations
-    freeze_ar: bool = True  # keep the SFT AR fixed in RL, so every gain is the AV's
-    kl_coef: float = 0.0  # β of the KL penalty (0: no reference forward, faster)
-    length_penalty: float = 0.0
-    max_new_tokens: int = 64
-    n_eval: int = 512  # held-out activations in the final evaluation
+class DemoConfig(Config):
+    """The demo: a toy world, its data, SFT of both halves, RL and the evaluation."""
+
+    out: str = option("runs/demo", "run directory")
+    size: str = option(
+        "demo", "toy world size: small (seconds, for tests) or demo", choices=("small", "demo")
+    )
+    seed: int = option(0, "seeds the world, the data, training and evaluation", ge=0)
+    docs: int = option(6000, "documents extracted (the whole demo world)", ge=1)
+    positions_per_doc: int = option(
+        8, "rows per document: more rows, less repetition per epoch", ge=1
+    )
+    ar_steps: int = option(
+        1400,
+        "AR SFT steps (the AR is the scorer: an undertrained AR hides the AV)",
+        ge=1,
+    )
+    av_steps: int = option(1800, "AV SFT steps", ge=1)
+    rl_steps: int = option(90, "GRPO steps", ge=1)
+    ar_batch: int = option(32, "AR SFT rows per step", ge=1)
+    av_batch: int = option(16, "AV SFT rows per step", ge=1)
+    ar_lr: float = option(1e-3, "AR SFT learning rate", gt=0)
+    av_lr: float = option(
+        2e-3, "AV SFT learning rate (1e-3 and 4e-3 both read the vector worse)", gt=0
+    )
+    rl_batch: int = option(8, "activations per RL step", ge=1)
+    group_size: int = option(8, "explanations sampled per activation in RL", ge=2)
+    rl_lr: float = option(
+        3e-4, "RL learning rate of the AV (higher rates let the sampling noise undo the SFT)", ge=0
+    )
+    rl_ar_lr: float = option(1e-4, "the AR's rate while co-trained on the RL explanations", ge=0)
+    freeze_ar: bool = option(True, "keep the SFT AR fixed in RL, so every gain is the AV's")
+    kl_coef: float = option(0.0, "β of the KL penalty (0: no reference forward, faster)", ge=0)
+    length_penalty: float = option(0.0, "λ: the RL reward loses λ per explanation token", ge=0)
+    max_new_tokens: int = option(64, "length cap of an explanation, in tokens", ge=1)
+    n_eval: int = option(512, "held-out activations in the final evaluation", ge=1)
 
 
 SMALL = dict(
@@ -78,6 +95,8 @@ def _done(since: float, what: str) -> None:
 
 
 def run_demo(config: DemoConfig | None = None) -> dict:
+    # The pipeline is imported here, not at the top: `nlakit demo --help` reads
+    # DemoConfig alone and should not load every stage (transformers, the toy world).
     from nlakit.data.extract import ExtractConfig, extract
     from nlakit.data.tables import BuildConfig, build_tables
     from nlakit.data.teach import TeachConfig, teach
@@ -202,7 +221,7 @@ def run_demo(config: DemoConfig | None = None) -> dict:
     t = _stage(8, "evaluation on held-out activations")
     summary = evaluate_demo(run, config.n_eval, config.max_new_tokens, config.seed, ORACLE_CONTEXT)
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run / SUMMARY_FILE, summary)
     _done(t, f"n = {summary['n_eval']}")
     print_summary(summary)
     print(

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 
 from nlakit.eval.stats import fve_drop, fve_summary
-from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.generation import SamplingConfig, marker_leak, sample_explanations
 from nlakit.metrics import FVEBaseline, mse_nrm
 from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+from nlakit.store.names import BASELINE_FILE, table_file
+from nlakit.store.tables import load_table
 from nlakit.toyworld.truth import FIELDS, score_claims, truth_rates
 from nlakit.toyworld.world import World
-from nlakit.train.data import load_table
-from nlakit.train.evaluation import marker_leak
 
 
 def _fve(errors: torch.Tensor, baseline: FVEBaseline, seed: int) -> dict:
@@ -44,10 +44,10 @@ def evaluate_demo(
     """The summary of a demo run (see the module docstring); `rl_run` evaluates
     another RL run from the same warm start in place of `run/rl`."""
     rl_run = rl_run or run / "rl"
-    table = load_table(run / "tables" / "eval.parquet", ("doc_id", "position", "explanation"))
+    table = load_table(run / "tables" / table_file("eval"), ("doc_id", "position", "explanation"))
     n = min(n_eval, len(table))
     vectors = table.vectors[:n]
-    baseline = FVEBaseline.load(run / "tables" / "baseline.json")
+    baseline = FVEBaseline.load(run / "tables" / BASELINE_FILE)
     sampling = SamplingConfig(max_new_tokens=max_new_tokens)
     common = ActivationReconstructor.from_pretrained(run / "ar_sft" / "ar", device="cpu").eval()
     own = ActivationReconstructor.from_pretrained(rl_run / "ar", device="cpu").eval()

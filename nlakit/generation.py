@@ -20,10 +20,13 @@ from tqdm.auto import tqdm
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from nlakit import sites
+from nlakit.config import Config, option
 from nlakit.injection import check_vectors, marker_mask
 from nlakit.models import ActivationVerbalizer
 
 EXPLANATION_RE = re.compile(r"<explanation>(.*?)</explanation>", re.DOTALL)
+# Talk about the marker character itself instead of the activation it stands for.
+_LEAK = re.compile(r"\b(cjk|chinese|japanese|kanji|ideograph\w*|circled|unicode)\b", re.IGNORECASE)
 
 
 def parse_explanation(text: str) -> str | None:
@@ -37,23 +40,22 @@ def wrap_explanation(text: str) -> str:
     return f"<explanation>\n{text}\n</explanation>"
 
 
+def marker_leak(text: str, marker: str) -> bool:
+    """Whether an AV output talks about the marker character rather than the vector."""
+    return marker in text or bool(_LEAK.search(text))
+
+
 @dataclass
-class SamplingConfig:
+class SamplingConfig(Config):
     """How explanations are sampled. Defaults are the training settings."""
 
-    temperature: float = 1.0  # 0 = greedy
-    top_p: float = 1.0  # 1 = off
-    top_k: int = 0  # 0 = off
-    max_new_tokens: int = 200
-    batch_size: int = 64  # rows decoded together
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("top_k must be ≥ 0; max_new_tokens and batch_size ≥ 1")
+    temperature: float = option(1.0, "sampling temperature (0 = greedy)", ge=0)
+    top_p: float = option(
+        1.0, "nucleus sampling: keep the top tokens of this mass (1 = off)", gt=0, le=1
+    )
+    top_k: int = option(0, "keep the k most likely tokens (0 = off)", ge=0)
+    max_new_tokens: int = option(200, "length cap of an explanation, in tokens", ge=1)
+    batch_size: int = option(64, "rows decoded together", ge=1)
 
 
 @dataclass

@@ -14,13 +14,16 @@ baseline variance and n beside an FVE: `FVEBaseline` carries both.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from nlakit.atomic import write_json
+from nlakit.errors import NLAKitError
+from nlakit.store.readers import read_json
 
 MAX_BASELINE_ROWS = 50_000
 SQRT_D = "sqrt_d_model"  # the default scale: √d of the vectors' width
@@ -127,13 +130,21 @@ class FVEBaseline:
         )
 
     def save(self, path: str | os.PathLike) -> Path:
-        from nlakit.atomic import write_json
-
         return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FVEBaseline:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The baseline `save` wrote (`baseline.json`); an NLAKitError naming the file
+        when it is unreadable or incomplete."""
+        what = "the FVE baseline (mu, variance, n)"
+        fix = "Rebuild the tables with `nlakit build`, which writes it."
+        data = read_json(path, what=what, fix=fix)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NLAKitError(
+                f"{path}: not a complete baseline ({exc!r}); expected {what}. {fix}"
+            ) from None
 
 
 def fve(errors: torch.Tensor, baseline: FVEBaseline) -> float:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from nlakit import sites
@@ -38,8 +38,12 @@ from nlakit.meta import (
     with_role,
     write_meta,
 )
+from nlakit.store.names import MODEL_CONFIG, VALUE_HEAD_FILE
+from nlakit.store.readers import read_safetensors
 
-VALUE_HEAD_FILE = "value_head.safetensors"
+# transformers' Auto classes and huggingface_hub are imported where a model is loaded
+# or saved: they add seconds to `import nlakit.models`, which many modules need for its
+# types and helpers alone (the analyses that read tables, the sidecar tools).
 _DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -76,9 +80,9 @@ def local_dir(path_or_id: str | os.PathLike) -> Path:
     Checks that it holds a `config.json`."""
     path = Path(path_or_id)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / MODEL_CONFIG).is_file():
             raise CheckpointError(
-                f"{path}: no config.json; this is not a Hugging Face model directory."
+                f"{path}: no {MODEL_CONFIG}; this is not a Hugging Face model directory."
             )
         return path
     if path.exists() or str(path_or_id).count("/") != 1:
@@ -420,7 +424,9 @@ class ActivationReconstructor(nn.Module):
                 "model with these blocks."
             )
         norm_state = cls._strip(backbone)
-        head_state = load_file(str(head_file))
+        head_state = read_safetensors(
+            head_file, what="the AR's value head", fix="Re-export the AR (`nlakit sft ar`)."
+        )
         weight = head_state.get("weight", next(iter(head_state.values())))
         d = meta.d_model
         if tuple(weight.shape) != (d, d):

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from nlakit.errors import CheckpointError, NLAKitError, field_error
+from nlakit.store.readers import read_yaml
 
 REGISTRY_FILE = "registry.yaml"
 MISSING = "—"  # how a figure nobody published is shown
@@ -129,7 +130,13 @@ def load_registry(path: str | os.PathLike | None = None) -> dict[str, Registered
     """The registry: the packaged `nlakit/registry.yaml`, or the YAML file at `path`."""
     if path is None:
         return dict(_packaged())
-    return parse_registry(yaml.safe_load(Path(path).read_text(encoding="utf-8")), str(path))
+    data = read_yaml(
+        path,
+        what="a registry of NLAs (`nlas:` a list of entries)",
+        fix="Fix the file, or leave the path out to use the packaged registry.",
+        expect=None,  # parse_registry names what is wrong with the content
+    )
+    return parse_registry(data, str(path))
 
 
 # --------------------------------------------------------------------------- lookup

@@ -17,6 +17,10 @@ from pathlib import Path
 import torch
 
 from nlakit.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, av_prompt_content
+from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+
+# tokenizers and transformers are imported where a tokenizer or model is built, as in
+# nlakit.models: they add seconds to an import that the toy world's text code also makes.
 
 BOS, EOS, PAD = "<bos>", "<|end|>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -275,8 +279,6 @@ def write_tiny(
     out: str | os.PathLike, arch: str = "qwen3", layer: int | None = None, seed: int = 0
 ) -> dict[str, Path]:
     """Write `target/` (random model + tokenizer), `av/` and `ar/` under `out`."""
-    from nlakit.models import ActivationReconstructor, ActivationVerbalizer
-
     out = Path(out)
     tokenizer = build_tokenizer(sample_corpus(seed=seed))
     model = tiny_model(arch, tokenizer, seed=seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config_cli import add_config, config_from_args
 
 
 def _cmd_extract(args) -> None:
@@ -87,4 +87,4 @@ def register(sub, chosen: str | None) -> None:
         p = sub.add_parser(name, help=text)
         p.set_defaults(func=command)
         if name == chosen:
-            add_config_args(p, _config_class(config))
+            add_config(p, _config_class(config))

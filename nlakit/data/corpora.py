@@ -245,6 +245,7 @@ def iter_corpus(
     options = options or CorpusOptions()
     stats = stats if stats is not None else Counter()
     if spec.startswith("toyworld:"):
+        # Lazy: the toy world is one optional corpus; data does not depend on it otherwise.
         from nlakit.toyworld.world import World
 
         for index, doc in enumerate(World(spec.removeprefix("toyworld:")).documents()):

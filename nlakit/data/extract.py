@@ -35,42 +35,57 @@ from tqdm.auto import tqdm
 from nlakit import sites
 from nlakit.atomic import write_json, write_parquet
 from nlakit.batching import length_batches, pad_right
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
 from nlakit.data.corpora import CorpusDoc, CorpusOptions, iter_corpus
 from nlakit.data.positions import parse_fractions, sample_positions, split_for
 from nlakit.errors import NLAKitError
 from nlakit.meta import SQRT_D, DatasetMeta, ExtractionMeta, write_meta
+from nlakit.models import load_causal_lm
+from nlakit.store.names import MANIFEST
+from nlakit.store.readers import read_json
+from nlakit.store.vectors import VECTOR_COLUMN, vector_column
 
-MANIFEST = "manifest.json"
 DEFAULT_MIN_POS = 50
 
 
 @dataclass
-class ExtractConfig:
-    model: str  # target model: a directory or a Hub id
-    layer: int  # block index K (0-based); the activation is block K's output
-    corpus: (
-        str  # toyworld:DIR, hf:NAME[:CONFIG][@SPLIT], or a .txt/.jsonl/.parquet file or directory
+class ExtractConfig(Config):
+    """Which activations to extract: target model, layer, corpus, positions and splits."""
+
+    model: str = option(help="target model: a directory or a Hub id")
+    layer: int = option(help="block index K (0-based); the activation is block K's output", ge=0)
+    corpus: str = option(
+        help="toyworld:DIR, hf:NAME[:CONFIG][@SPLIT], or a .txt/.jsonl/.parquet file or directory"
     )
-    out: str  # output directory
-    positions_per_doc: int = 8  # positions sampled per document
-    min_pos: int | None = None  # first usable position (default 50; a toy world's own)
-    seed: int = 0  # positions and splits are keyed by (seed, doc_id)
-    text_field: str = "text"  # record field holding the document
-    messages_field: str | None = None  # record field holding a chat (list of role/content)
-    regenerate_assistant: bool = False  # replace assistant turns with the model's own
-    max_new_tokens: int = 256  # cap for regenerated assistant turns
-    max_docs: int | None = None  # stop after this many corpus records
-    max_length: int = 1024  # tokens per document (longer ones are truncated)
-    context_chars: int = 2000  # characters of text kept before each token
-    frac_av_sft: float = 0.35  # share of documents for AV SFT
-    frac_ar_sft: float = 0.35  # share of documents for AR SFT
-    frac_rl: float = 0.2  # share of documents for RL
-    frac_eval: float = 0.1  # share of documents held out for evaluation
-    shard_rows: int = 20000  # rows per shard
-    batch_tokens: int = 16384  # padded tokens per forward batch
-    device: str | None = None  # default: cuda if available
-    dtype: str | None = None  # default: bf16 on GPU, fp32 on CPU
-    trust_remote_code: bool = False
+    out: str = option(help="output directory")
+    positions_per_doc: int = option(8, "positions sampled per document", ge=1)
+    min_pos: int | None = option(
+        None, "first usable position (default 50; a toy world's own)", ge=0
+    )
+    seed: int = option(0, "positions and splits are keyed by (seed, doc_id)", ge=0)
+    text_field: str = option("text", "record field holding the document")
+    messages_field: str | None = option(None, "record field holding a chat (list of role/content)")
+    regenerate_assistant: bool = option(False, "replace assistant turns with the model's own")
+    max_new_tokens: int = option(256, "cap for regenerated assistant turns, in tokens", ge=1)
+    max_docs: int | None = option(None, "stop after this many corpus records", ge=1)
+    max_length: int = option(1024, "tokens per document (longer ones are truncated)", ge=1)
+    context_chars: int = option(2000, "characters of text kept before each token", ge=0)
+    frac_av_sft: float = option(0.35, "share of documents for AV SFT (shares are normalised)", ge=0)
+    frac_ar_sft: float = option(0.35, "share of documents for AR SFT", ge=0)
+    frac_rl: float = option(0.2, "share of documents for RL", ge=0)
+    frac_eval: float = option(0.1, "share of documents held out for evaluation", ge=0)
+    shard_rows: int = option(20000, "rows per shard", ge=1)
+    batch_tokens: int = option(16384, "padded tokens per forward batch", ge=1)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    trust_remote_code: bool = option(
+        False, "run the model repository's own Python code (only for a repository you trust)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.frac_av_sft + self.frac_ar_sft + self.frac_rl + self.frac_eval <= 0:
+            raise ConfigError("ExtractConfig: the four --frac-* shares are all 0; give one > 0.")
 
     # Fields that change how, not what, is extracted; a resumed run may change them.
     RUNTIME = ("out", "batch_tokens", "device", "dtype")
@@ -100,6 +115,8 @@ def suggest_injection_scale(mean_norm: float) -> float:
 
 # --------------------------------------------------------------------------- manifest
 
+_MANIFEST_FIX = f"Delete {MANIFEST} and the shards beside it, then re-run `nlakit extract`."
+
 
 def _new_manifest(config: ExtractConfig) -> dict:
     return {
@@ -123,7 +140,7 @@ def open_manifest(out: Path, config: ExtractConfig) -> dict:
             )
         out.mkdir(parents=True, exist_ok=True)
         return _new_manifest(config)
-    manifest = json.loads(path.read_text())
+    manifest = read_json(path, "the extraction's manifest", _MANIFEST_FIX)
     if manifest.get("identity_hash") != config.identity_hash():
         old = manifest.get("config", {})
         diff = {k: (old.get(k), v) for k, v in config.identity().items() if old.get(k) != v}
@@ -181,8 +198,6 @@ OFFICIAL_TYPES = {"doc_id": pa.string(), "n_raw_tokens": pa.int64(), "activation
 
 
 def rows_table(rows: list[dict], vectors: np.ndarray, layer: int) -> pa.Table:
-    d = vectors.shape[1]
-    flat = pa.array(vectors.astype(np.float32, copy=False).reshape(-1))
     return pa.table(
         {
             "doc_id": pa.array([r["doc_id"] for r in rows], OFFICIAL_TYPES["doc_id"]),
@@ -191,7 +206,7 @@ def rows_table(rows: list[dict], vectors: np.ndarray, layer: int) -> pa.Table:
                 [r["position"] + 1 for r in rows], OFFICIAL_TYPES["n_raw_tokens"]
             ),
             "activation_layer": pa.array([layer] * len(rows), OFFICIAL_TYPES["activation_layer"]),
-            "activation_vector": pa.FixedSizeListArray.from_arrays(flat, d),
+            VECTOR_COLUMN: vector_column(vectors),
             "token_id": pa.array([r["token_id"] for r in rows], pa.int32()),
             "token": pa.array([r["token"] for r in rows], pa.string()),
             "detokenized_text_truncated": pa.array([r["context"] for r in rows], pa.string()),
@@ -265,8 +280,6 @@ class _Run:
 
 def extract(config: ExtractConfig, progress: bool = True) -> dict:
     """Run (or resume) an extraction; returns the final manifest."""
-    from nlakit.models import load_causal_lm
-
     out = Path(config.out)
     manifest = open_manifest(out, config)
     if manifest["complete"]:
@@ -348,6 +361,7 @@ def extract(config: ExtractConfig, progress: bool = True) -> dict:
 def _toyworld_min_pos(corpus: str) -> int | None:
     if not corpus.startswith("toyworld:"):
         return None
+    # Lazy: the toy world is one optional corpus; data does not depend on it otherwise.
     from nlakit.toyworld.world import World
 
     return World(corpus.removeprefix("toyworld:")).min_pos
@@ -421,7 +435,7 @@ def load_rows(data_dir: str | os.PathLike, columns: list[str] | None = None) -> 
         raise NLAKitError(
             f"{data_dir}: no {MANIFEST}; run `nlakit extract --out {data_dir}` first."
         )
-    manifest = json.loads(path.read_text())
+    manifest = read_json(path, "the extraction's manifest", _MANIFEST_FIX)
     if not manifest.get("complete"):
         raise NLAKitError(
             f"{data_dir}: the extraction is incomplete ({manifest.get('next_record')} records done); "

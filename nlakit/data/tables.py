@@ -24,12 +24,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
 
-from nlakit.atomic import write_json, write_parquet
+from nlakit.atomic import write_json
+from nlakit.config import Config, option
 from nlakit.data.extract import load_rows
 from nlakit.data.positions import SPLITS
 from nlakit.errors import NLAKitError
@@ -42,11 +40,14 @@ from nlakit.meta import (
     new_meta,
     parse_scale,
     read_meta,
-    write_meta,
 )
 from nlakit.metrics import FVEBaseline
+from nlakit.models import load_tokenizer, local_dir
+from nlakit.store.names import BASELINE_FILE, BUILD_RECORD, EXPLANATIONS_DIR, table_file
+from nlakit.store.readers import read_json, read_parquet
+from nlakit.store.tables import write_table
+from nlakit.store.vectors import VECTOR_COLUMN, decode_vectors
 
-EXPLANATIONS_DIR = "explanations"
 PROVENANCE = [
     "doc_id",
     "position",
@@ -60,17 +61,25 @@ _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
 @dataclass
-class BuildConfig:
-    data: str  # extraction directory, with explanations from `nlakit teach`
-    out: str  # directory for the tables
-    teacher: str | None = None  # which explanations to use (default: the only set)
-    injection_scale: str | None = (
-        None  # number, sqrt_d_model or raw (default: the extraction's suggestion)
+class BuildConfig(Config):
+    """Which extraction and explanations make the training tables, and their templates."""
+
+    data: str = option(help="extraction directory, with explanations from `nlakit teach`")
+    out: str = option(help="directory for the tables")
+    teacher: str | None = option(None, "which explanations to use (default: the only set)")
+    injection_scale: str | None = option(
+        None, "number, sqrt_d_model or raw (default: the extraction's suggestion)"
     )
-    tokenizer: str | None = None  # tokenizer directory or Hub id (default: the extracted model's)
-    baseline_rows: int = 50000  # training rows the FVE baseline is computed from
-    av_template: str | None = None  # AV prompt template with {injection_char} (default: nlakit's)
-    ar_template: str | None = None  # AR prompt template with {explanation} (default: nlakit's)
+    tokenizer: str | None = option(
+        None, "tokenizer directory or Hub id (default: the extracted model's)"
+    )
+    baseline_rows: int = option(50000, "training rows the FVE baseline is computed from", ge=2)
+    av_template: str | None = option(
+        None, "AV prompt template with {injection_char} (default: nlakit's)"
+    )
+    ar_template: str | None = option(
+        None, "AR prompt template with {explanation} (default: nlakit's)"
+    )
 
     def identity_hash(self) -> str:
         blob = json.dumps(
@@ -105,7 +114,12 @@ def explanations_path(data_dir: str | os.PathLike, teacher: str | None) -> Path:
 
 def _ok_explanations(path: Path) -> tuple[dict[tuple[str, int], str], dict]:
     """The usable explanations by (doc_id, position), and the count of each status."""
-    table = pq.read_table(path, columns=["doc_id", "position", "explanation", "status"])
+    table = read_parquet(
+        path,
+        ["doc_id", "position", "explanation", "status"],
+        what="teacher explanations (`nlakit teach`)",
+        fix="Re-run `nlakit teach`; its cache keeps the finished explanations.",
+    )
     ok, counts = {}, {}
     for doc_id, pos, text, status in zip(
         *(table[c].to_pylist() for c in table.column_names), strict=True
@@ -133,7 +147,7 @@ def split_table(rows: pa.Table, explanations: list[str], stage: str, meta: Model
         "prompt": prompt,
         "response": pa.array([wrap_explanation(e) for e in explanations], pa.string()),
         "explanation": pa.array(explanations, pa.string()),
-        "activation_vector": rows["activation_vector"],
+        VECTOR_COLUMN: rows[VECTOR_COLUMN],
     }
     columns.update({c: rows[c] for c in PROVENANCE})
     return pa.table(columns)
@@ -141,12 +155,10 @@ def split_table(rows: pa.Table, explanations: list[str], stage: str, meta: Model
 
 def build_tables(config: BuildConfig) -> dict:
     """Write the four tables, their sidecars and `baseline.json`; returns the report."""
-    from nlakit.models import load_tokenizer, local_dir
-
     out = Path(config.out)
-    record_path = out / "build.json"
+    record_path = out / BUILD_RECORD
     if record_path.is_file():
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path, "the tables' build record", "Choose another --out.")
         if record.get("identity_hash") == config.identity_hash():
             return {**record, "cached": True}
         raise NLAKitError(
@@ -187,7 +199,7 @@ def build_tables(config: BuildConfig) -> dict:
     )
 
     rows = load_rows(config.data)
-    if rows.schema.field("activation_vector").type.list_size != ex.d_model:
+    if rows.schema.field(VECTOR_COLUMN).type.list_size != ex.d_model:
         raise NLAKitError(f"{config.data}: activation width disagrees with the sidecar d_model.")
     expl_path = explanations_path(config.data, config.teacher)
     ok, status_counts = _ok_explanations(expl_path)
@@ -202,12 +214,12 @@ def build_tables(config: BuildConfig) -> dict:
         # Typed indices: an empty stage (a small corpus) must take no rows, not fail.
         taken = rows.take(pa.array(index, pa.int64()))
         table = split_table(taken, [ok[keys[i]] for i in index], stage, meta)
-        path = out / f"{stage}.parquet"
-        write_parquet(path, table)
         extraction = dataclasses.replace(
             ex, injection_scale=scale, extra={**ex.extra, "teacher_explanations": expl_path.name}
         )
-        write_meta(
+        write_table(
+            out / table_file(stage),
+            table,
             DatasetMeta(
                 stage=stage,
                 row_count=table.num_rows,
@@ -217,7 +229,6 @@ def build_tables(config: BuildConfig) -> dict:
                 ar_template=meta.ar_template,
                 parent_datasets=[base.dataset_id or dataset_id(base)],
             ),
-            path,
         )
         counts[stage] = table.num_rows
     train = [
@@ -228,12 +239,9 @@ def build_tables(config: BuildConfig) -> dict:
             f"{config.data}: fewer than 2 training rows with explanations; cannot "
             "compute the FVE baseline."
         )
-    vectors = rows["activation_vector"].take(train[: config.baseline_rows]).combine_chunks()
-    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    baseline = FVEBaseline.from_vectors(
-        torch.from_numpy(flat.reshape(len(vectors), -1)), scale=meta.mse_scale_value
-    )
-    baseline.save(out / "baseline.json")
+    vectors = decode_vectors(rows[VECTOR_COLUMN].take(train[: config.baseline_rows]), config.data)
+    baseline = FVEBaseline.from_vectors(vectors, scale=meta.mse_scale_value)
+    baseline.save(out / BASELINE_FILE)
     record = {
         "identity_hash": config.identity_hash(),
         "config": dataclasses.asdict(config),

@@ -21,27 +21,37 @@ from pathlib import Path
 import pyarrow as pa
 
 from nlakit.atomic import write_json, write_parquet
+from nlakit.config import Config, option
 from nlakit.data.extract import load_rows
-from nlakit.data.tables import EXPLANATIONS_DIR, teacher_slug
+from nlakit.data.tables import teacher_slug
 from nlakit.errors import NLAKitError
 from nlakit.meta import read_meta
+from nlakit.store.names import EXPLANATIONS_DIR
 
 
 @dataclass
-class TeachConfig:
-    data: str  # extraction directory
-    teacher: str  # anthropic:MODEL, openai:MODEL@BASE_URL, hf:PATH, or toyworld
-    concurrency: int = 8  # requests in flight at once
-    max_tokens: int = 400  # reply cap, in tokens
-    temperature: float = 1.0  # teacher sampling temperature
-    max_retries: int = 6  # retries on 429, 5xx and timeouts (exponential backoff with jitter)
-    timeout_s: float = 60.0  # per request
-    max_requests: int | None = None  # stop after this many paid calls
-    price_in_per_mtok: float | None = None  # USD per million input tokens (overrides the table)
-    price_out_per_mtok: float | None = None  # USD per million output tokens
-    limit: int | None = None  # only the first N rows (to try a teacher)
-    oracle_context: float = 0.8  # toyworld: share of explanations with the context feature
-    cache: str | None = None  # SQLite cache file (default: DIR/teacher_cache.sqlite)
+class TeachConfig(Config):
+    """Which teacher explains the extracted rows, and how its requests are sent."""
+
+    data: str = option(help="extraction directory")
+    teacher: str = option(help="anthropic:MODEL, openai:MODEL@BASE_URL, hf:PATH, or toyworld")
+    concurrency: int = option(8, "requests in flight at once", ge=1)
+    max_tokens: int = option(400, "reply cap, in tokens", ge=1)
+    temperature: float = option(1.0, "teacher sampling temperature", ge=0)
+    max_retries: int = option(
+        6, "retries on 429, 5xx and timeouts (exponential backoff with jitter)", ge=0
+    )
+    timeout_s: float = option(60.0, "per request, in seconds", gt=0)
+    max_requests: int | None = option(None, "stop after this many paid calls", ge=0)
+    price_in_per_mtok: float | None = option(
+        None, "USD per million input tokens (overrides the table)", ge=0
+    )
+    price_out_per_mtok: float | None = option(None, "USD per million output tokens", ge=0)
+    limit: int | None = option(None, "only the first N rows (to try a teacher)", ge=1)
+    oracle_context: float = option(
+        0.8, "toyworld: share of explanations with the context feature", ge=0, le=1
+    )
+    cache: str | None = option(None, "SQLite cache file (default: DIR/teacher_cache.sqlite)")
 
 
 COLUMNS = ["doc_id", "position", "token", "detokenized_text_truncated"]
@@ -66,6 +76,7 @@ def oracle_explanations(
     data_dir: str, spec: str, rows: pa.Table, context_rate: float = 0.8
 ) -> list[dict]:
     """The toy world's oracle explanation of every row (true by construction)."""
+    # Lazy: the toy world is one optional corpus; data does not depend on it otherwise.
     from nlakit.toyworld.oracle import explain_record, oracle_rng
     from nlakit.toyworld.world import World
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from nlakit.config import Config, option
 from nlakit.data.teacher_backends import (
     Completion,
     RetryableError,
@@ -35,7 +36,6 @@ from nlakit.data.teacher_backends import (
     redact_secrets,
 )
 from nlakit.data.teacher_cache import TeacherCache
-from nlakit.errors import NLAKitError
 from nlakit.generation import parse_explanation
 
 __all__ = [
@@ -137,37 +137,27 @@ class TeachResult:
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(Config):
     """How teacher requests are sent. Times in seconds; prices in USD per million tokens."""
 
-    concurrency: int = 8  # requests in flight at once
-    max_tokens: int = 400  # reply cap
-    temperature: float = 1.0
-    max_retries: int = 6  # for 429, 5xx, timeouts, connection errors
-    timeout_s: float = 60.0  # per request
-    base_delay_s: float = 1.0  # backoff base: attempt n waits up to base * 2**n (full jitter)
-    max_delay_s: float = 60.0
-    max_requests: int | None = None  # paid calls; the rest get status "error", uncached
-    price_in_per_mtok: float | None = None  # overrides the built-in table
-    price_out_per_mtok: float | None = None
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be {rule}, got {value!r}"
-            for name, value, ok, rule in (
-                ("concurrency", self.concurrency, self.concurrency >= 1, "≥ 1"),
-                ("max_tokens", self.max_tokens, self.max_tokens >= 1, "≥ 1"),
-                ("temperature", self.temperature, self.temperature >= 0, "≥ 0"),
-                ("max_retries", self.max_retries, self.max_retries >= 0, "≥ 0"),
-                ("timeout_s", self.timeout_s, self.timeout_s > 0, "> 0"),
-                ("base_delay_s", self.base_delay_s, self.base_delay_s >= 0, "≥ 0"),
-                ("max_delay_s", self.max_delay_s, self.max_delay_s >= 0, "≥ 0"),
-                ("max_requests", self.max_requests, (self.max_requests or 0) >= 0, "≥ 0 or None"),
-            )
-            if not ok
-        ]
-        if problems:
-            raise NLAKitError("TeacherConfig: " + "; ".join(problems) + ".")
+    concurrency: int = option(8, "requests in flight at once", ge=1)
+    max_tokens: int = option(400, "reply cap, in tokens", ge=1)
+    temperature: float = option(1.0, "teacher sampling temperature", ge=0)
+    max_retries: int = option(6, "retries on 429, 5xx, timeouts and connection errors", ge=0)
+    timeout_s: float = option(60.0, "per request", gt=0)
+    base_delay_s: float = option(
+        1.0, "backoff base: attempt n waits up to base * 2**n (full jitter)", ge=0
+    )
+    max_delay_s: float = option(60.0, "longest backoff wait", ge=0)
+    max_requests: int | None = option(
+        None, "paid calls; the rest get status 'error', uncached", ge=0
+    )
+    price_in_per_mtok: float | None = option(
+        None, "USD per million input tokens (overrides the built-in table)", ge=0
+    )
+    price_out_per_mtok: float | None = option(
+        None, "USD per million output tokens (overrides the built-in table)", ge=0
+    )
 
 
 def teacher_prompt(request: TeachRequest) -> str:

@@ -28,7 +28,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.conditions import (
     condition_analysis,
     condition_figure,
@@ -36,22 +38,27 @@ from nlakit.eval.conditions import (
     text_column,
 )
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.rows import load_rows
 from nlakit.eval.stats import derangement
 
-NAME = "ablation"
+NAME = directory_of(__name__)  # RUN/eval/ablation/
 MAIN_CONDITIONS = ("full", "without_last", "last_only", "replaced_last")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 @dataclass
-class AblationConfig:
-    run: str  # run directory (after nlakit eval)
-    column: str = "explanation"  # text column of rows.parquet to ablate (e.g. teacher_explanation)
-    seed: int = 0  # seeds the donor rows of replaced_last and the bootstrap
-    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = True  # show progress bars
+class AblationConfig(Config):
+    """Paragraph ablation of an evaluated run's explanations."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    column: str = option(
+        "explanation", "text column of rows.parquet to ablate (e.g. teacher_explanation)"
+    )
+    seed: int = option(0, "seeds the donor rows of replaced_last and the bootstrap", ge=0)
+    bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", ge=1)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
 
 
 def split_paragraphs(text: str) -> tuple[list[str], str]:
@@ -117,8 +124,6 @@ def paragraph_counts(explanations: list[str]) -> dict:
 
 def paragraph_ablation(config: AblationConfig) -> dict:
     """Score every condition with the run's AR; write and return the summary."""
-    from nlakit.eval.rows import load_rows
-
     rows = load_rows(config.run, device=config.device, dtype=config.dtype)
     texts = ablated_texts(text_column(rows, config.column), config.seed)
     stats, head = condition_analysis(rows, texts, config, "ablation")

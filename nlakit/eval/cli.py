@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 import json
 
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config import DEVICE_HELP
+from nlakit.config_cli import add_config, config_from_args
 
 # name → (module, config class, entry function, output directory name)
 ANALYSES = {
@@ -80,7 +81,7 @@ def _cmd_eval(args) -> None:
     from nlakit.eval.evaluate import EvalConfig, evaluate, print_eval
 
     runs = args.run
-    base = config_from_args(EvalConfig, args, EvalConfig(run=runs[0]))
+    base = config_from_args(EvalConfig, args, run=runs[0])
     for run in runs:
         summary = evaluate(dataclasses.replace(base, run=run))
         print(f"\n{run}")
@@ -99,27 +100,26 @@ def _cmd_analyze(args) -> None:
         return
     spec = ANALYSES[args.name]
     config_cls, entry = _load(spec)
-    summary = entry(config_from_args(config_cls, args))
+    config = config_from_args(config_cls, args)
+    summary = entry(config)
     print(f"{args.name}: {_headline(summary)}")
-    print(f"wrote {args.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+    print(f"wrote {config.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
 
 
 def _cmd_sweep(args) -> None:
     spec = SWEEPS[args.kind]
     config_cls, entry = _load(spec)
-    if isinstance(getattr(args, "lambdas", None), list):
-        args.lambdas = " ".join(args.lambdas)
-    elif getattr(args, "lambdas", None) is None:  # not given: the config's default
-        args.lambdas = config_cls.__dataclass_fields__["lambdas"].default
-    summary = entry(config_from_args(config_cls, args))
+    given = {"lambdas": " ".join(args.lambdas)} if getattr(args, "lambdas", None) else {}
+    config = config_from_args(config_cls, args, **given)
+    summary = entry(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
-    print(f"wrote {args.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+    print(f"wrote {config.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
 
 
 def _cmd_report(args) -> None:
     from nlakit.eval.report import ReportConfig, report
 
-    result = report(config_from_args(ReportConfig, args, ReportConfig(run=args.run_dir)))
+    result = report(config_from_args(ReportConfig, args, run=args.run_dir))
     print(f"wrote {result['markdown']} and {result['html']}")
 
 
@@ -132,24 +132,30 @@ def register(sub, chosen: str | None, second: str | None) -> None:
         p.add_argument(
             "--run", action="append", required=True, help="run directory (repeat: cross table)"
         )
-        add_config_args(p, EvalConfig, skip=("run",))
+        add_config(p, EvalConfig, skip=("run",))
 
     p = sub.add_parser("analyze", help="one analysis of an evaluated run (or all of them)")
     p.add_argument("name", choices=[*ANALYSES, "all"], help="which analysis")
     p.set_defaults(func=_cmd_analyze)
     if chosen == "analyze":
         if second in ANALYSES:
-            add_config_args(p, _load(ANALYSES[second])[0])
+            add_config(p, _load(ANALYSES[second])[0])
         else:
             p.add_argument("--run", required=True, help="run directory (after nlakit eval)")
-            p.add_argument("--device", help="cuda, cpu (default: cuda if available)")
+            p.add_argument("--device", help=DEVICE_HELP)
 
     p = sub.add_parser("sweep", help="re-run RL over a setting and plot the trade-off")
     p.add_argument("kind", choices=list(SWEEPS), help="what to sweep")
     p.set_defaults(func=_cmd_sweep)
     if chosen == "sweep" and second in SWEEPS:
-        add_config_args(p, _load(SWEEPS[second])[0], skip=("lambdas",))
-        p.add_argument("--lambdas", nargs="+", help="length penalties λ (reward per token)")
+        config_cls = _load(SWEEPS[second])[0]
+        add_config(p, config_cls, skip=("lambdas",))
+        default = config_cls.__dataclass_fields__["lambdas"].default
+        p.add_argument(
+            "--lambdas",
+            nargs="+",
+            help=f"length penalties λ, reward per token (default: {default})",
+        )
 
     p = sub.add_parser("report", help="one page (Markdown and HTML) of every analysis of a run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
@@ -157,4 +163,4 @@ def register(sub, chosen: str | None, second: str | None) -> None:
     if chosen == "report":
         from nlakit.eval.report import ReportConfig
 
-        add_config_args(p, ReportConfig, skip=("run",))
+        add_config(p, ReportConfig, skip=("run",))

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit.errors import NLAKitError
+from nlakit.eval.plots import bar_with_ci
 from nlakit.eval.stats import fve_drop, fve_summary
 
 
@@ -84,8 +85,6 @@ def condition_analysis(rows, texts: dict[str, list[str]], config, desc: str) -> 
 
 def condition_figure(stats: dict, title: str, labels: list[str] | None = None):
     """FVE with its 95% CI per condition, as bars (labels default to the names)."""
-    from nlakit.eval.plots import bar_with_ci
-
     names = list(stats)
     return bar_with_ci(
         title,

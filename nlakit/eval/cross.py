@@ -16,9 +16,13 @@ import os
 import torch
 
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import figure
 from nlakit.eval.rows import EvalRows, load_rows
 from nlakit.eval.stats import fve_summary
+
+NAME = directory_of(__name__)  # RUN_A/eval/cross/
 
 
 def check_same_rows(a: EvalRows, b: EvalRows) -> None:
@@ -65,7 +69,7 @@ def cross_table(
         "baseline_variance": tables[0].baseline.variance,
         "baseline_n": tables[0].baseline.n,
     }
-    write_analysis(tables[0].paths.analysis_dir("cross"), rows, summary, _figure(summary))
+    write_analysis(tables[0].paths.analysis_dir(NAME), rows, summary, _figure(summary))
     return summary
 
 
@@ -77,8 +81,6 @@ def _names(tables: list[EvalRows]) -> list[str]:
 
 
 def _figure(summary: dict):
-    from nlakit.eval.plots import figure
-
     names, fve = summary["names"], summary["fve"]
     fig, ax = figure(f"AV × AR cross table: FVE (n = {summary['n']})", "AR (reader)", "AV (writer)")
     ax.grid(False)

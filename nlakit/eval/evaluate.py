@@ -27,14 +27,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from nlakit.atomic import write_parquet
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
 from nlakit.errors import NLAKitError
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import bar_with_ci
 from nlakit.eval.runs import RunPaths, resolve_run, starting_ar
 from nlakit.eval.stats import derangement, fve_summary
+from nlakit.generation import SamplingConfig, marker_leak, sample_explanations
+from nlakit.meta import ModelMeta, check_pair
 from nlakit.metrics import FVEBaseline, cosine, mse_nrm
+from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+from nlakit.store.names import BASELINE_FILE, table_file
+from nlakit.store.readers import read_parquet_schema
+from nlakit.store.runs import run_config
+from nlakit.store.tables import Table, check_agrees, find_baseline, load_table
+from nlakit.store.vectors import VECTOR_COLUMN, vector_column
+from nlakit.toyworld.world import World
 
 OPTIONAL_COLUMNS = (
     "doc_id",
@@ -47,20 +58,26 @@ OPTIONAL_COLUMNS = (
 
 
 @dataclass
-class EvalConfig:
-    run: str  # run directory (its AV and AR are evaluated)
-    data: str | None = None  # eval table (default: the run's tables/eval.parquet)
-    n: int = 512  # rows evaluated, the first n of the table (0 = all)
-    control_samples: int = 128  # explanations sampled for each input-free control
-    max_new_tokens: int | None = None  # length cap (default: the run's training cap, else 200)
-    temperature: float = 1.0  # sampling temperature (1 = what RL optimised)
-    batch_size: int = 64  # rows decoded / reconstructed together
-    common_ar: str | None = None  # AR scoring the AV beside its own (default: the run's SFT AR)
-    controls: bool = True  # also run the control conditions
-    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    seed: int = 0
-    device: str | None = None
-    dtype: str | None = None
+class EvalConfig(Config):
+    """What `nlakit eval` samples and scores, and with which controls."""
+
+    run: str = option(help="run directory (its AV and AR are evaluated)")
+    data: str | None = option(None, "eval table (default: the run's tables/eval.parquet)")
+    n: int = option(512, "rows evaluated, the first n of the table (0 = all)", ge=0)
+    control_samples: int = option(128, "explanations sampled for each input-free control", ge=1)
+    max_new_tokens: int | None = option(
+        None, "length cap (default: the run's training cap, else 200)", ge=1
+    )
+    temperature: float = option(1.0, "sampling temperature (1 = what RL optimised)", ge=0)
+    batch_size: int = option(64, "rows decoded / reconstructed together", ge=1)
+    common_ar: str | None = option(
+        None, "AR scoring the AV beside its own (default: the run's SFT AR)"
+    )
+    controls: bool = option(True, "also run the control conditions")
+    bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", ge=1)
+    seed: int = option(0, "seeds the sampling and the bootstrap", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
 
 
 def data_path(paths: RunPaths, data: str | None) -> Path:
@@ -70,27 +87,25 @@ def data_path(paths: RunPaths, data: str | None) -> Path:
         raise NLAKitError(
             f"{paths.root}: no tables directory found for this run; pass --data EVAL.parquet."
         )
-    return paths.tables / "eval.parquet"
+    return paths.tables / table_file("eval")
 
 
 def load_baseline(data: Path, tables: Path | None) -> FVEBaseline:
     """The frozen FVE baseline of the tables the data belongs to."""
-    for directory in (data.parent, tables):
-        if directory is not None and (directory / "baseline.json").is_file():
-            return FVEBaseline.load(directory / "baseline.json")
-    raise NLAKitError(
-        f"{data}: no baseline.json beside it (or in the run's tables); FVE needs the "
-        "training split's baseline, which `nlakit build` writes."
-    )
+    baseline = find_baseline(data.parent, tables)
+    if baseline is None:
+        raise NLAKitError(
+            f"{data}: no {BASELINE_FILE} beside it (or in the run's tables); FVE needs the "
+            "training split's baseline, which `nlakit build` writes."
+        )
+    return baseline
 
 
-def load_eval_table(path: Path, n: int = 0):
+def load_eval_table(path: Path, n: int = 0) -> Table:
     """The eval table (vectors and the provenance columns it has), first `n` rows."""
-    from nlakit.train.data import load_table
-
     if not path.is_file():
         raise NLAKitError(f"{path}: no such eval table.")
-    names = pq.read_schema(path).names
+    names = read_parquet_schema(path, "an eval table (`nlakit build`)").names
     table = load_table(path, tuple(c for c in OPTIONAL_COLUMNS if c in names))
     if n:
         table.vectors = table.vectors[:n]
@@ -98,22 +113,16 @@ def load_eval_table(path: Path, n: int = 0):
     return table
 
 
-def check_table_fits(meta, table_meta, path: Path) -> None:
+def check_table_fits(meta: ModelMeta, table_meta, path: Path) -> None:
     """The eval table must come from the layer and width the pair reads."""
-    from types import SimpleNamespace
-
-    from nlakit.train.modules import check_agrees
-
     try:
-        check_agrees(SimpleNamespace(meta=meta), table_meta)
+        check_agrees(meta, table_meta)
     except NLAKitError as exc:
         raise NLAKitError(f"{path}: {exc}") from None
 
 
 def world_records(world_dir: Path, doc_ids: list[int | str], positions: list[int]) -> list[dict]:
     """The toy world's latent record (as a dict) of every (table doc_id, position)."""
-    from nlakit.toyworld.world import World
-
     world = World(world_dir)
     oracle = world.oracle()
     cache: dict[int, list] = {}
@@ -125,18 +134,8 @@ def world_records(world_dir: Path, doc_ids: list[int | str], positions: list[int
     return out
 
 
-def vector_column(vectors: torch.Tensor) -> pa.FixedSizeListArray:
-    flat = pa.array(vectors.float().contiguous().view(-1).numpy(), pa.float32())
-    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-
-
 def evaluate(config: EvalConfig) -> dict:
     """Evaluate the run's pair on the eval table; returns the summary."""
-    from nlakit.generation import SamplingConfig, sample_explanations
-    from nlakit.meta import check_pair
-    from nlakit.models import ActivationReconstructor, ActivationVerbalizer
-    from nlakit.train.evaluation import marker_leak
-
     paths = resolve_run(config.run, need_ar=True, need_av=True)
     data = data_path(paths, config.data)
     table = load_eval_table(data, config.n)
@@ -233,8 +232,6 @@ def evaluate(config: EvalConfig) -> dict:
     rows = _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_errors)
     if common_errors is not None:
         rows = rows.append_column("mse_nrm_common_ar", pa.array(common_errors.tolist()))
-    from nlakit.atomic import write_parquet
-
     write_parquet(paths.rows, rows)
     write_analysis(
         paths.eval_dir,
@@ -246,11 +243,10 @@ def evaluate(config: EvalConfig) -> dict:
 
 
 def _training_cap(paths: RunPaths) -> int | None:
-    for config in (paths.root / "config.json", paths.root / "rl" / "config.json"):
-        if config.is_file():
-            cap = json.loads(config.read_text()).get("max_new_tokens")
-            if cap:
-                return int(cap)
+    for run_dir in (paths.root, paths.root / "rl"):
+        cap = run_config(run_dir).get("max_new_tokens")
+        if cap:
+            return int(cap)
     return None
 
 
@@ -278,7 +274,7 @@ def _rows_table(table, paths, samples, texts, errors, cos, teacher, teacher_erro
         records = world_records(paths.world, col["doc_id"], col["position"])
         columns["record"] = [json.dumps(r) for r in records]
     out = pa.table(columns)
-    return out.append_column("activation_vector", vector_column(table.vectors))
+    return out.append_column(VECTOR_COLUMN, vector_column(table.vectors))
 
 
 LABELS = {
@@ -293,8 +289,6 @@ LABELS = {
 
 
 def _figure(stats: dict, summary: dict):
-    from nlakit.eval.plots import bar_with_ci
-
     names = list(stats)
     return bar_with_ci(
         f"FVE of the AV and its controls (n = {summary['n']}, "

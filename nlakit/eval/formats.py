@@ -20,10 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import figure
 from nlakit.eval.rows import EvalRows, load_rows
+from nlakit.models import load_tokenizer
 
+NAME = directory_of(__name__)  # RUN/eval/format/
 SHARES = ("share_genre_line", "share_quotes_input", "share_starts_with")
 
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
@@ -104,18 +109,20 @@ def format_stats(
 
 
 @dataclass
-class FormatsConfig:
-    run: str  # run directory (after nlakit eval)
-    column: str = "explanation"  # texts analysed: explanation (the AV's) or teacher_explanation
-    starts_with: str = "Structured"  # opening word whose share is reported
+class FormatsConfig(Config):
+    """The shape of an evaluated run's explanations."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    column: str = option(
+        "explanation", "texts analysed: explanation (the AV's) or teacher_explanation"
+    )
+    starts_with: str = option("Structured", "opening word whose share is reported")
 
 
 def _lengths(rows: EvalRows, column: str, texts: list[str]) -> tuple[list[int], str]:
     """Token count of each text and how it was counted."""
     if column == "explanation" and "n_tokens" in rows.columns:
         return [int(n) for n in rows.columns["n_tokens"]], "n_tokens (the AV's sampled tokens)"
-    from nlakit.models import load_tokenizer
-
     tokenizer = load_tokenizer(rows.paths.ar)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     return [len(i) for i in ids], "the AR's tokenizer"
@@ -158,15 +165,12 @@ def explanation_format(config: FormatsConfig) -> dict:
     }
     table = [{"group": name, **s} for name, s in stats.items()]
     plotted = stats if len(stats) > 2 else {k: v for k, v in stats.items() if k != "all"}
-    figure = _plot(plotted, config)
-    write_analysis(rows.paths.analysis_dir("format"), table, summary, figure)
+    write_analysis(rows.paths.analysis_dir(NAME), table, summary, _plot(plotted, config))
     return summary
 
 
 def _plot(stats: dict[str, dict], config: FormatsConfig):
     """Grouped bars: one group per format feature, one bar per source."""
-    from nlakit.eval.plots import figure
-
     labels = ["genre line", "quotes input", f'starts with "{config.starts_with}"']
     fig, ax = figure(
         f"Explanation format ({config.column})", "format feature", "share of explanations"

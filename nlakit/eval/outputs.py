@@ -5,18 +5,19 @@
     plot.png        a titled matplotlib figure with labelled axes
 
 All three are written atomically; `nlakit report` assembles every such directory.
+The figure is rendered by `plots.figure_png`; this module only writes files.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
-from nlakit.atomic import write_atomic, write_json, write_text
-
-TABLE, SUMMARY, PLOT = "table.csv", "summary.json", "plot.png"
+from nlakit.atomic import write_bytes, write_json, write_text
+from nlakit.eval.plots import figure_png
+from nlakit.store.names import PLOT_FILE, SUMMARY_FILE, TABLE_FILE
+from nlakit.store.readers import read_json
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -41,18 +42,15 @@ def _cell(value):
 def write_analysis(out_dir: Path, rows: list[dict], summary: dict, figure=None) -> Path:
     """Write `table.csv`, `summary.json` and (with a figure) `plot.png` to `out_dir`."""
     out_dir = Path(out_dir)
-    write_text(out_dir / TABLE, csv_text(rows))
+    write_text(out_dir / TABLE_FILE, csv_text(rows))
     if figure is not None:
-        from nlakit.eval.plots import save_figure
-
-        save_figure(figure, out_dir / PLOT)
-    write_json(out_dir / SUMMARY, summary)
+        write_bytes(out_dir / PLOT_FILE, figure_png(figure))
+    write_json(out_dir / SUMMARY_FILE, summary)
     return out_dir
 
 
 def read_summary(out_dir: Path) -> dict:
-    return json.loads((Path(out_dir) / SUMMARY).read_text())
-
-
-def write_png(path: Path, data: bytes) -> Path:
-    return write_atomic(path, lambda p: p.write_bytes(data))
+    """The `summary.json` of an analysis directory; an NLAKitError when it is unreadable."""
+    return read_json(
+        Path(out_dir) / SUMMARY_FILE, what="an analysis summary", fix="Re-run its analysis."
+    )

@@ -7,13 +7,15 @@ PNGs works without it.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from nlakit.errors import NLAKitError
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend, or a clear error saying how to install it."""
+    """matplotlib.pyplot on the Agg backend, or a clear error saying how to install it.
+
+    Imported here, not at the top: matplotlib is an optional extra, and importing it
+    costs a second that `nlakit report` and the tables-only paths need not pay."""
     try:
         import matplotlib
     except ImportError:
@@ -37,14 +39,13 @@ def figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (7.
     return fig, ax
 
 
-def save_figure(fig, path: Path) -> Path:
-    from nlakit.eval.outputs import write_png
-
+def figure_png(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed (`outputs.write_analysis` writes them)."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
     pyplot().close(fig)
-    return write_png(Path(path), buffer.getvalue())
+    return buffer.getvalue()
 
 
 def bar_with_ci(

@@ -3,8 +3,8 @@
     nlakit report RUN                 # after `nlakit eval --run RUN` (and any analyses)
 
 Reads `RUN/eval/{summary.json,table.csv,plot.png}` (the evaluation) and every
-`RUN/eval/NAME/` that holds a `summary.json` (the analyses, known names first in a
-fixed order, then the others by name). Writes `RUN/eval/report/`:
+`RUN/eval/NAME/` that holds a `summary.json` (the analyses: those of the registry,
+`nlakit/eval/analyses.py`, in its order with its titles, then the others by name). Writes `RUN/eval/report/`:
 
     report.html     inline CSS, plots embedded as base64 data URIs: no external
                     resources and no JavaScript, so the file can be mailed or archived
@@ -18,64 +18,24 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from nlakit import __version__
 from nlakit.atomic import write_text
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
-from nlakit.eval.outputs import PLOT, SUMMARY, TABLE
+from nlakit.eval.analyses import SECTIONS
+from nlakit.eval.outputs import read_summary
 from nlakit.eval.runs import resolve_run
+from nlakit.store.names import PLOT_FILE, SUMMARY_FILE, TABLE_FILE
 
 MAX_ROWS = 40  # table rows shown per section; the full table stays in table.csv
 MAX_CELL = 300  # characters shown per table cell
 EVAL_SECTION = "eval"
 _MD_CELL = str.maketrans({"|": "&#124;", "\r": " ", "\n": " "})
 
-# Known analyses, in report order: directory name → (title, what it measures).
-KNOWN = {
-    "token_types": (
-        "Error by token type",
-        "Reconstruction error and FVE by the kind of token the activation sits on (word, "
-        "number, punctuation, whitespace …): which activations the NLA explains well.",
-    ),
-    "format": (
-        "Explanation format",
-        "How the form of the explanations (length, lines, quoting the context, following "
-        "the teacher's layout) relates to reconstruction error.",
-    ),
-    "ablation": (
-        "Paragraph ablation",
-        "Each paragraph of the explanations is removed in turn and the rest re-scored by "
-        "the AR: how much of the FVE each part of an explanation carries.",
-    ),
-    "stego": (
-        "Steganography probes",
-        "Explanations are perturbed in meaning-preserving ways and re-scored: a large drop "
-        "means the AR reads information hidden in the surface form, not in what it says.",
-    ),
-    "text_baseline": (
-        "Text-only baseline",
-        "The FVE reachable from the text alone, without the activation, beside the AV's.",
-    ),
-    "length_sweep": (
-        "Length sweep",
-        "RL runs with different length penalties λ: the FVE each reaches against the mean "
-        "length of its explanations (the Pareto curve of FVE and brevity).",
-    ),
-    "truth": (
-        "Truth on the toy world",
-        "Each claim of an explanation (genre, topic, entity, role, continuation) scored "
-        "correct, wrong or absent against the toy world's known latent variables.",
-    ),
-    "cross": (
-        "AV × AR cross table",
-        "Each AV's explanations scored by each AR: the diagonal is each pair's own FVE, "
-        "the rest how well one AV's explanations are read by another AR.",
-    ),
-}
 EVAL_DESCRIPTION = (
     "The run's AV explains held-out activations and its AR reconstructs them. FVE = 1 − mean "
     "error / baseline variance (0 = predicting the mean, 1 = perfect); the controls score the "
@@ -84,10 +44,12 @@ EVAL_DESCRIPTION = (
 
 
 @dataclass
-class ReportConfig:
-    run: str  # run directory (after nlakit eval)
-    out: str | None = None  # output directory (default: RUN/eval/report)
-    title: str | None = None  # page title (default: "nlakit report: RUN name")
+class ReportConfig(Config):
+    """The one-page report of a run's analyses."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    out: str | None = option(None, "output directory (default: RUN/eval/report)")
+    title: str | None = option(None, 'page title (default: "nlakit report: RUN name")')
 
 
 @dataclass
@@ -153,30 +115,20 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]], int]:
     return header, [[_cell(c) for c in row] for row in body[:MAX_ROWS]], len(body)
 
 
-def _read_summary(path: Path) -> dict:
-    """A summary.json as a dict; a clear error when it is unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NLAKitError(
-            f"{path}: not a readable summary.json ({exc}); re-run its analysis."
-        ) from None
-
-
 def load_section(directory: Path, name: str, title: str, description: str) -> Section:
     """A section from `directory/{summary.json,table.csv,plot.png}`."""
-    header, rows, total = read_table(directory / TABLE)
-    plot = directory / PLOT
+    header, rows, total = read_table(directory / TABLE_FILE)
+    plot = directory / PLOT_FILE
     section = Section(name, title, description, directory, "", header, rows, total)
     section.plot = plot.read_bytes() if plot.is_file() else None
-    section.numbers = flatten(_read_summary(directory / SUMMARY))
+    section.numbers = flatten(read_summary(directory))
     return section
 
 
 def eval_section(eval_dir: Path) -> Section:
     """The evaluation: headline FVE with its CI, baseline variance and n, the controls."""
     section = load_section(eval_dir, EVAL_SECTION, "Evaluation", EVAL_DESCRIPTION)
-    summary = _read_summary(eval_dir / SUMMARY)
+    summary = read_summary(eval_dir)
     av = summary.get("conditions", {}).get("av", {})
     ci = f" (95% CI {fmt(av['ci_low'])} to {fmt(av['ci_high'])})" if "ci_low" in av else ""
     section.headline = (
@@ -190,16 +142,19 @@ def eval_section(eval_dir: Path) -> Section:
 
 
 def analysis_names(eval_dir: Path) -> list[str]:
-    """Analysis directories holding a summary.json: known names in order, then the rest."""
-    found = {p.parent.name for p in eval_dir.glob(f"*/{SUMMARY}")}
-    return [n for n in KNOWN if n in found] + sorted(found - set(KNOWN))
+    """Analysis directories holding a summary.json: registered ones in the registry's
+    order, then the rest by name."""
+    found = {p.parent.name for p in eval_dir.glob(f"*/{SUMMARY_FILE}")}
+    return [n for n in SECTIONS if n in found] + sorted(found - set(SECTIONS))
 
 
 def collect_sections(eval_dir: Path) -> list[Section]:
     """The evaluation's section, then one per analysis; unknown names titled from the name."""
     sections = [eval_section(eval_dir)]
     for name in analysis_names(eval_dir):
-        title, description = KNOWN.get(name, (name.replace("_", " ").capitalize(), ""))
+        known = SECTIONS.get(name)
+        title = known.title if known else name.replace("_", " ").capitalize()
+        description = known.description if known else ""
         sections.append(load_section(eval_dir / name, name, title, description))
     return sections
 
@@ -214,7 +169,9 @@ def _esc(text) -> str:
 
 
 def _row_note(s: Section) -> str:
-    return f"Showing {len(s.rows)} of {s.total_rows} rows; the full table is {s.source / TABLE}."
+    return (
+        f"Showing {len(s.rows)} of {s.total_rows} rows; the full table is {s.source / TABLE_FILE}."
+    )
 
 
 CSS = """
@@ -309,9 +266,9 @@ def render_markdown(title: str, meta: list[tuple[str, str]], sections: list[Sect
 def report(config: ReportConfig) -> dict:
     """Write report.md and report.html; returns their paths and the section names."""
     paths = resolve_run(config.run, need_ar=False)
-    if not (paths.eval_dir / SUMMARY).is_file():
+    if not (paths.eval_dir / SUMMARY_FILE).is_file():
         raise NLAKitError(
-            f"{paths.eval_dir / SUMMARY}: the run has not been evaluated yet; "
+            f"{paths.eval_dir / SUMMARY_FILE}: the run has not been evaluated yet; "
             f"run `nlakit eval --run {paths.root}` first, then `nlakit report {paths.root}`."
         )
     sections = collect_sections(paths.eval_dir)

@@ -13,13 +13,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.eval.runs import RunPaths, require_rows, resolve_run
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
+from nlakit.models import ActivationReconstructor
+from nlakit.store.names import BASELINE_FILE, SUMMARY_FILE
+from nlakit.store.readers import read_json, read_parquet
+from nlakit.store.tables import find_baseline
+from nlakit.store.vectors import VECTOR_COLUMN, decode_vectors
 
 
 @dataclass
@@ -52,8 +55,6 @@ class EvalRows:
     def ar(self):
         """The run's AR, loaded on first use."""
         if self._ar is None:
-            from nlakit.models import ActivationReconstructor
-
             self._ar = ActivationReconstructor.from_pretrained(
                 self.paths.ar, device=self.device, dtype=self.dtype
             )
@@ -81,20 +82,20 @@ def load_rows(
     """The run's per-row eval table, its vectors and FVE baseline (the AR loads lazily)."""
     paths = resolve_run(run, need_ar=True)
     path = require_rows(paths)
-    summary_path = paths.eval_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    table = pq.read_table(path)
+    summary_path = paths.eval_dir / SUMMARY_FILE
+    rerun = f"Re-run `nlakit eval --run {paths.root}`."
+    summary = read_json(summary_path, "the eval summary", rerun) if summary_path.is_file() else {}
+    what = f"a per-row eval table (with {VECTOR_COLUMN} and explanation columns)"
+    table = read_parquet(path, what=what, fix=rerun)
     if table.num_rows == 0:
         raise NLAKitError(f"{path}: the eval table is empty; re-run `nlakit eval` with more rows.")
-    if "activation_vector" not in table.column_names or "explanation" not in table.column_names:
+    if VECTOR_COLUMN not in table.column_names or "explanation" not in table.column_names:
         raise NLAKitError(
-            f"{path}: not a per-row eval table (needs activation_vector and explanation "
+            f"{path}: not a per-row eval table (needs {VECTOR_COLUMN} and explanation "
             f"columns, has {table.column_names}); re-run `nlakit eval --run {paths.root}`."
         )
-    column = table["activation_vector"].combine_chunks()
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    vectors = torch.from_numpy(flat.reshape(table.num_rows, column.type.list_size))
-    columns = {c: table[c].to_pylist() for c in table.column_names if c != "activation_vector"}
+    vectors = decode_vectors(table[VECTOR_COLUMN], path)
+    columns = {c: table[c].to_pylist() for c in table.column_names if c != VECTOR_COLUMN}
     if "doc_id" in columns:  # text, as in the released datasets; older runs wrote int64
         columns["doc_id"] = [str(d) for d in columns["doc_id"]]
     baseline = _baseline(paths, summary)
@@ -102,14 +103,10 @@ def load_rows(
 
 
 def _baseline(paths: RunPaths, summary: dict) -> FVEBaseline:
-    candidates = []
-    if summary.get("data"):
-        candidates.append(Path(summary["data"]).parent / "baseline.json")
-    if paths.tables is not None:
-        candidates.append(paths.tables / "baseline.json")
-    for path in candidates:
-        if path.is_file():
-            return FVEBaseline.load(path)
-    raise NLAKitError(
-        f"{paths.root}: cannot find the FVE baseline (looked at {[str(c) for c in candidates]})."
-    )
+    directories = [Path(summary["data"]).parent] if summary.get("data") else []
+    directories += [paths.tables] if paths.tables is not None else []
+    baseline = find_baseline(*directories)
+    if baseline is None:
+        looked = [str(d / BASELINE_FILE) for d in directories]
+        raise NLAKitError(f"{paths.root}: cannot find the FVE baseline (looked at {looked}).")
+    return baseline

@@ -13,14 +13,21 @@ The tables directory is `--data`'s directory when one is given, else the run's
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nlakit.errors import NLAKitError
-
-ROWS_FILE = "rows.parquet"  # the per-row table `nlakit eval` writes, input of every analysis
+from nlakit.meta import read_meta
+from nlakit.store.names import (
+    BUILD_RECORD,
+    DATASET_SIDECAR_SUFFIX,
+    EVAL_DIR,
+    MODEL_CONFIG,
+    ROWS_FILE,
+    SIDECAR_NAME,
+)
+from nlakit.store.runs import run_config
 
 
 @dataclass
@@ -33,7 +40,7 @@ class RunPaths:
 
     @property
     def eval_dir(self) -> Path:
-        return self.root / "eval"
+        return self.root / EVAL_DIR
 
     @property
     def rows(self) -> Path:
@@ -50,33 +57,29 @@ class RunPaths:
 def _first_model(root: Path, candidates: list[str]) -> Path | None:
     for rel in candidates:
         path = root / rel
-        if (path / "nla_meta.yaml").is_file() or (path / "config.json").is_file():
+        if (path / SIDECAR_NAME).is_file() or (path / MODEL_CONFIG).is_file():
             return path
     return None
 
 
 def _tables_dir(root: Path) -> Path | None:
-    config = root / "config.json"
-    if config.is_file():
-        data = json.loads(config.read_text()).get("data")
-        if data and Path(data).is_dir():
-            return Path(data)
+    data = run_config(root).get("data")
+    if data and Path(data).is_dir():
+        return Path(data)
     if (root / "tables").is_dir():
         return root / "tables"
     return None
 
 
 def _world_dir(root: Path, tables: Path | None) -> Path | None:
-    if (root / "world" / "build.json").is_file():
+    if (root / "world" / BUILD_RECORD).is_file():
         return root / "world"
     if tables is not None:
-        from nlakit.meta import read_meta
-
-        for sidecar in sorted(tables.glob("*.parquet.nla_meta.yaml")):
+        for sidecar in sorted(tables.glob(f"*.parquet{DATASET_SIDECAR_SUFFIX}")):
             corpus = read_meta(sidecar).extraction.corpus or ""
             if corpus.startswith("toyworld:"):
                 world = Path(corpus.split(":", 1)[1])
-                return world if (world / "build.json").is_file() else None
+                return world if (world / BUILD_RECORD).is_file() else None
             break
     return None
 
@@ -106,13 +109,12 @@ def starting_ar(root: Path) -> Path | None:
     """The AR a run's RL started from, the fair scorer of its AV ("the common AR"):
     RUN/ar_sft/ar (a demo run), else the `ar` field of RUN/config.json or
     RUN/rl/config.json (an `nlakit rl` run)."""
-    if (root / "ar_sft" / "ar" / "nla_meta.yaml").is_file():
+    if (root / "ar_sft" / "ar" / SIDECAR_NAME).is_file():
         return root / "ar_sft" / "ar"
-    for config in (root / "config.json", root / "rl" / "config.json"):
-        if config.is_file():
-            ar = json.loads(config.read_text()).get("ar")
-            if ar and (Path(ar) / "nla_meta.yaml").is_file():
-                return Path(ar)
+    for run_dir in (root, root / "rl"):
+        ar = run_config(run_dir).get("ar")
+        if ar and (Path(ar) / SIDECAR_NAME).is_file():
+            return Path(ar)
     return None
 
 

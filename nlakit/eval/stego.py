@@ -30,6 +30,10 @@ import random
 import re
 from dataclasses import dataclass
 
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
+from nlakit.data.teacher import TeacherConfig, TeachRequest, teach_sync
+from nlakit.data.teacher_backends import make_teacher
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.conditions import (
     condition_analysis,
     condition_figure,
@@ -37,24 +41,28 @@ from nlakit.eval.conditions import (
     text_column,
 )
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.rows import load_rows
+from nlakit.generation import parse_explanation
 from nlakit.toyworld.paraphrase import paraphrase as toyworld_paraphrase
 
-NAME = "stego"
+NAME = directory_of(__name__)  # RUN/eval/stego/
 CONDITIONS = ("original", "paraphrase", "shuffled", "quotes_dropped")
 _QUOTED = re.compile(r'"[^"\n]*"')
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
-class StegoConfig:
-    run: str  # run directory (after nlakit eval)
-    column: str = "explanation"  # text column of rows.parquet to transform
-    paraphraser: str = "toyworld"  # toyworld (the oracle's rewording) or a teacher spec
-    seed: int = 0  # seeds the shuffles, the paraphrase wording and the bootstrap
-    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = True  # show progress bars
+class StegoConfig(Config):
+    """Steganography checks: does the meaning, or the wording, carry the vector?"""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    column: str = option("explanation", "text column of rows.parquet to transform")
+    paraphraser: str = option("toyworld", "toyworld (the oracle's rewording) or a teacher spec")
+    seed: int = option(0, "seeds the shuffles, the paraphrase wording and the bootstrap", ge=0)
+    bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", ge=1)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
 
 
 # ------------------------------------------------------------------ sentence shuffle
@@ -123,8 +131,6 @@ def paraphrase_prompt(explanation: str) -> str:
 
 def parse_paraphrase(reply: str) -> str | None:
     """The paraphrase inside the reply's <explanation> tags; None without them."""
-    from nlakit.generation import parse_explanation
-
     text = parse_explanation(reply or "")
     return text or None
 
@@ -135,9 +141,6 @@ def teacher_paraphrases(
     """(paraphrase per text, report) from the teacher `spec` (empty texts stay empty);
     a text whose request fails or whose reply has no tags keeps its original wording
     and is counted as failed."""
-    from nlakit.data.teacher import TeacherConfig, TeachRequest, teach_sync
-    from nlakit.data.teacher_backends import make_teacher
-
     requests = [TeachRequest(str(i), t, "") for i, t in enumerate(texts) if t.strip()]
     kwargs = {"device": config.device, "dtype": config.dtype} if spec.startswith("hf:") else {}
     results = []
@@ -203,13 +206,11 @@ def transformed_texts(texts: list[str], config: StegoConfig, cache_path=None):
 
 def steganography(config: StegoConfig) -> dict:
     """Score every transformation with the run's AR; write and return the summary."""
-    from nlakit.eval.rows import load_rows
-
     rows = load_rows(config.run, device=config.device, dtype=config.dtype)
-    out_dir = rows.paths.analysis_dir(NAME)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    directory = rows.paths.analysis_dir(NAME)
+    directory.mkdir(parents=True, exist_ok=True)
     texts, report = transformed_texts(
-        text_column(rows, config.column), config, out_dir / "paraphrases.sqlite"
+        text_column(rows, config.column), config, directory / "paraphrases.sqlite"
     )
     stats, head = condition_analysis(rows, texts, config, "stego")
     summary = {
@@ -218,7 +219,7 @@ def steganography(config: StegoConfig) -> dict:
         "conditions": stats,
         "examples": [{k: texts[k][i] for k in CONDITIONS} for i in range(min(3, len(rows)))],
     }
-    write_analysis(out_dir, condition_table(stats), summary, _figure(stats, summary))
+    write_analysis(directory, condition_table(stats), summary, _figure(stats, summary))
     return summary
 
 

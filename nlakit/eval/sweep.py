@@ -40,7 +40,6 @@ Writes `RUN/eval/length_sweep/`:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -50,15 +49,24 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.atomic import write_parquet
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import figure
 from nlakit.eval.rows import EvalRows, load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_summary
-from nlakit.train import rl as rl_module
-from nlakit.train.logger import read_metrics
+from nlakit.eval.truth import claims_summary
+from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.metrics import mse_nrm
+from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+from nlakit.store.names import RUN_CONFIG, SIDECAR_NAME
+from nlakit.store.runs import read_metrics, run_config
+from nlakit.train import rl as rl_module  # the sweep is RL runs: the one eval → train import
 
-NAME = "length_sweep"
+NAME = directory_of(__name__)  # RUN/eval/length_sweep/
 BUDGETS = ("equal-steps", "equal-time")
 DEFAULT_LAMBDAS = "0 0.01 0.02 0.04"  # for 40–50-token explanations: docs/training.md
 DEFAULT_CAP = 64  # length cap when the run does not record its RL's (the demo's cap)
@@ -70,27 +78,56 @@ SETTINGS = (
 
 
 @dataclass
-class LengthSweepConfig:
-    run: str  # run directory (after nlakit eval)
-    lambdas: str = DEFAULT_LAMBDAS  # length penalties λ (reward per token), space-separated
-    av: str | None = None  # AV every λ starts from (default: RUN/av_sft/av)
-    ar: str | None = None  # AR every λ starts from, also the common scorer (default: RUN/ar_sft/ar)
-    steps: int = 200  # RL steps per λ (equal-steps), or of the first λ (equal-time)
-    budget: str = "equal-steps"  # equal-steps, or equal-time: the same RL time for every λ
-    seconds: float = 0.0  # equal-time: RL seconds per λ (0: what the first λ takes for steps)
-    batch_size: int = 8  # activations per RL step
-    group_size: int = 8  # explanations sampled per activation
-    lr: float = 3e-4  # AV learning rate
-    freeze_ar: bool = True  # keep the AR fixed, so every λ is judged by the reader it trained on
-    ar_lr: float = 1e-4  # AR learning rate when co-trained (freeze_ar false)
-    kl_coef: float = 0.0  # β of the KL penalty to the SFT AV
-    warmup: int = 5  # warm-up steps of each RL run
-    max_new_tokens: int | None = None  # length cap (default: the run's RL cap, else 64)
-    n_eval: int = 512  # eval rows each λ explains (the first n of rows.parquet; 0 = all)
-    seed: int = 0
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = True  # show progress bars
+class LengthSweepConfig(Config):
+    """RL from the run's warm start once per length penalty λ, and the trade-off."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    lambdas: str = option(
+        DEFAULT_LAMBDAS, "length penalties λ (reward per token), space-separated, each ≥ 0"
+    )
+    av: str | None = option(None, "AV every λ starts from (default: RUN/av_sft/av)")
+    ar: str | None = option(
+        None, "AR every λ starts from, also the common scorer (default: RUN/ar_sft/ar)"
+    )
+    steps: int = option(200, "RL steps per λ (equal-steps), or of the first λ (equal-time)", ge=1)
+    budget: str = option(
+        "equal-steps",
+        "equal-steps, or equal-time: the same RL time for every λ",
+        choices=("equal-steps", "equal-time"),
+    )
+    seconds: float = option(
+        0.0, "equal-time: RL seconds per λ (0: what the first λ takes for steps)", ge=0
+    )
+    batch_size: int = option(8, "activations per RL step", ge=1)
+    group_size: int = option(8, "explanations sampled per activation", ge=2)
+    lr: float = option(3e-4, "AV learning rate (0: scaled to the model's width)", ge=0)
+    freeze_ar: bool = option(
+        True, "keep the AR fixed, so every λ is judged by the reader it trained on"
+    )
+    ar_lr: float = option(1e-4, "AR learning rate when co-trained (freeze_ar false)", ge=0)
+    kl_coef: float = option(0.0, "β of the KL penalty to the SFT AV", ge=0)
+    warmup: int = option(5, "warm-up steps of each RL run", ge=0)
+    max_new_tokens: int | None = option(
+        None, "length cap (default: the run's RL cap, else 64)", ge=1
+    )
+    n_eval: int = option(
+        512, "eval rows each λ explains (the first n of rows.parquet; 0 = all)", ge=0
+    )
+    seed: int = option(0, "seeds every RL run and the sampling", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            values = [float(x) for x in self.lambdas.split()]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ConfigError(
+                f"LengthSweepConfig: lambdas must be numbers ≥ 0, got {self.lambdas!r}."
+            )
 
 
 def parse_lambdas(text: str) -> list[float]:
@@ -126,9 +163,9 @@ def warm_start(paths: RunPaths, config: LengthSweepConfig) -> tuple[Path, Path]:
     av = Path(config.av) if config.av else paths.root / "av_sft" / "av"
     ar = Path(config.ar) if config.ar else paths.root / "ar_sft" / "ar"
     for role, path, field in (("AV", av, "av"), ("AR", ar, "ar")):
-        if not (path / "nla_meta.yaml").is_file():
+        if not (path / SIDECAR_NAME).is_file():
             raise NLAKitError(
-                f"{path}: no SFT {role} to start the sweep from (no nla_meta.yaml); "
+                f"{path}: no SFT {role} to start the sweep from (no {SIDECAR_NAME}); "
                 f"pass --{field} with the {role} directory RL should start from."
             )
     return av, ar
@@ -136,25 +173,24 @@ def warm_start(paths: RunPaths, config: LengthSweepConfig) -> tuple[Path, Path]:
 
 def run_cap(paths: RunPaths) -> int | None:
     """The length cap the run's RL used (RUN/rl/config.json, else RUN/config.json)."""
-    for config in (paths.root / "rl" / "config.json", paths.root / "config.json"):
-        if config.is_file():
-            cap = json.loads(config.read_text()).get("max_new_tokens")
-            if cap:
-                return int(cap)
+    for run_dir in (paths.root / "rl", paths.root):
+        cap = run_config(run_dir).get("max_new_tokens")
+        if cap:
+            return int(cap)
     return None
 
 
 def is_finished(out: Path) -> bool:
     """Whether an RL run exported its final pair (the sidecar is written last)."""
-    return (out / "av" / "nla_meta.yaml").is_file() and (out / "ar" / "nla_meta.yaml").is_file()
+    return (out / "av" / SIDECAR_NAME).is_file() and (out / "ar" / SIDECAR_NAME).is_file()
 
 
 def check_same_settings(out: Path, rl_config) -> None:
     """A λ directory from an earlier sweep must have been trained with these settings."""
-    path = out / "config.json"
+    path = out / RUN_CONFIG
     if not path.is_file():
         return
-    old, new = json.loads(path.read_text()), asdict(rl_config)
+    old, new = run_config(out), asdict(rl_config)
     diff = [f"{k}: {old.get(k)!r} then, {new[k]!r} now" for k in SETTINGS if old.get(k) != new[k]]
     if diff:
         raise NLAKitError(
@@ -204,9 +240,6 @@ def explain_and_score(av, own_ar, common_ar, vectors: torch.Tensor, cap: int, se
     """One explanation per row of `vectors [n, d]` by `av`: the texts, their lengths,
     whether they finished, and the mse_nrm `[n]` of `own_ar`'s and `common_ar`'s
     reconstructions (an unfinished explanation is scored as the empty text)."""
-    from nlakit.generation import SamplingConfig, sample_explanations
-    from nlakit.metrics import mse_nrm
-
     generator = torch.Generator(device=av.device).manual_seed(seed)
     samples = sample_explanations(av, vectors, SamplingConfig(max_new_tokens=cap), generator)
     texts = [s.explanation or "" for s in samples]
@@ -224,8 +257,6 @@ def explain_and_score(av, own_ar, common_ar, vectors: torch.Tensor, cap: int, se
 
 def load_pair(av_dir: Path, ar_dir: Path, config: LengthSweepConfig):
     """(AV, AR) loaded in eval mode."""
-    from nlakit.models import ActivationReconstructor, ActivationVerbalizer
-
     kwargs = {"device": config.device, "dtype": config.dtype}
     av = ActivationVerbalizer.from_pretrained(av_dir, **kwargs)
     ar = ActivationReconstructor.from_pretrained(ar_dir, **kwargs)
@@ -253,8 +284,6 @@ def truth_columns(texts: list[str], records: list[dict] | None) -> dict:
     stating it at all (`absent_FIELD`); empty off the toy world (no records)."""
     if records is None:
         return {}
-    from nlakit.eval.truth import claims_summary
-
     fields = claims_summary(texts, records[: len(texts)])["fields"]
     out = {f"true_{f}": rates["correct"] for f, rates in fields.items()}
     out.update({f"absent_{f}": rates["absent"] for f, rates in fields.items()})
@@ -295,8 +324,6 @@ def table_row(
 
 def length_sweep(config: LengthSweepConfig) -> dict:
     """Train and evaluate one RL run per λ; returns the summary (also summary.json)."""
-    from nlakit.atomic import write_parquet
-
     started = time.perf_counter()
     lambdas = parse_lambdas(config.lambdas)
     if config.budget not in BUDGETS:
@@ -358,8 +385,6 @@ def length_sweep(config: LengthSweepConfig) -> dict:
 def sweep_figure(table: list[dict], n: int):
     """FVE against mean explanation length: a line through the λs (in order) for each
     scoring AR, and the warm start as a star."""
-    from nlakit.eval.plots import figure
-
     fig, ax = figure(
         f"Length penalty sweep: FVE against explanation length\n(n = {n} eval rows per λ)",
         "mean explanation length (tokens)",

@@ -35,19 +35,25 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from nlakit.atomic import write_parquet
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
 from nlakit.data.teacher import (
     Teacher,
     TeacherConfig,
     TeachRequest,
+    make_teacher,
     teach_sync,
     teacher_prompt,
 )
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import bar_with_ci
 from nlakit.eval.rows import EvalRows, load_rows
 from nlakit.eval.stats import fve_summary
+from nlakit.toyworld.world import World
 
-NAME = "text_baseline"
+NAME = directory_of(__name__)  # RUN/eval/text_baseline/
 LABELS = {
     "av": "AV (reads the activation)",
     "text_only": "text-only teacher",
@@ -56,18 +62,24 @@ LABELS = {
 
 
 @dataclass
-class TextBaselineConfig:
-    run: str  # run directory (after nlakit eval)
-    teacher: str = "toyworld"  # toyworld (the oracle), anthropic:MODEL, openai:MODEL[@URL], hf:PATH
-    shots: int = 3  # examples shown to an LLM teacher (the AV's best explanations elsewhere)
-    n: int = 0  # rows explained, the first n of rows.parquet (0 = all)
-    concurrency: int = 8  # LLM teacher requests in flight at once
-    max_requests: int | None = None  # stop after this many paid teacher calls
-    bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    seed: int = 0
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = True  # show progress bars
+class TextBaselineConfig(Config):
+    """A teacher that reads the text (not the activation) as a baseline explainer."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    teacher: str = option(
+        "toyworld", "toyworld (the oracle), anthropic:MODEL, openai:MODEL[@URL], hf:PATH"
+    )
+    shots: int = option(
+        3, "examples shown to an LLM teacher (the AV's best explanations elsewhere)", ge=0
+    )
+    n: int = option(0, "rows explained, the first n of rows.parquet (0 = all)", ge=0)
+    concurrency: int = option(8, "LLM teacher requests in flight at once", ge=1)
+    max_requests: int | None = option(None, "stop after this many paid teacher calls", ge=0)
+    bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", ge=1)
+    seed: int = option(0, "seeds the shots and the bootstrap", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
 
 
 @dataclass
@@ -159,8 +171,6 @@ def oracle_explanations(
 ) -> list[str]:
     """The toy world's oracle's explanation of each (table doc_id, position), without a
     quote of the context (`context_rate=0`)."""
-    from nlakit.toyworld.world import World
-
     world = World(world_dir)
     oracle = world.oracle()
     return [
@@ -180,8 +190,6 @@ def text_only_explanations(config: TextBaselineConfig, rows: EvalRows, n: int) -
             )
         texts = oracle_explanations(rows.paths.world, c["doc_id"][:n], c["position"][:n])
         return texts, ["ok"] * n
-    from nlakit.data.teacher import make_teacher
-
     if config.shots < 0:
         raise NLAKitError(f"shots: {config.shots}; pass 0 or more worked examples.")
     picks = shot_indices(c["mse_nrm"], c["doc_id"], c["explanation"], config.shots)
@@ -206,8 +214,6 @@ def text_only_explanations(config: TextBaselineConfig, rows: EvalRows, n: int) -
 
 def text_baseline(config: TextBaselineConfig) -> dict:
     """Score a text-only teacher's explanations with the run's AR; returns the summary."""
-    from nlakit.atomic import write_parquet
-
     rows = load_rows(config.run, device=config.device, dtype=config.dtype)
     n = min(config.n or len(rows), len(rows))
     texts, statuses = text_only_explanations(config, rows, n)
@@ -248,8 +254,6 @@ def text_baseline(config: TextBaselineConfig) -> dict:
 
 
 def _figure(stats: dict, summary: dict):
-    from nlakit.eval.plots import bar_with_ci
-
     names = list(stats)
     return bar_with_ci(
         f"Text-only baseline ({summary['teacher']}), scored by the run's AR\n"

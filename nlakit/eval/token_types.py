@@ -2,9 +2,9 @@
 
     nlakit analyze token_types --run RUN        # after `nlakit eval --run RUN`
 
-Each eval row's final token is classified (`token_type`) as whitespace, newline,
-punctuation, number, word-start (a word after a space), word-piece (letters without a
-leading space) or special. From the per-row table alone (no model is loaded) it reports
+Each eval row's final token is classified (`nlakit.token_types.token_type`) as
+whitespace, newline, punctuation, number, word-start (a word after a space), word-piece
+(letters without a leading space) or special. From the per-row table alone (no model is loaded) it reports
 per type: count, share, mean mse_nrm and the FVE of that subset; the mix of types in each
 error quintile (Q1 = the lowest-error fifth of the rows, Q5 the highest); and the same per
 `source`. Writes RUN/eval/token_types/{table.csv,summary.json,plot.png}.
@@ -12,85 +12,21 @@ error quintile (Q1 = the lowest-error fifth of the rows, Q5 the highest); and th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import pyplot
+from nlakit.eval.rows import EvalRows, load_rows
+from nlakit.metrics import fve
+from nlakit.token_types import TOKEN_TYPES, error_buckets, token_type
 
-if TYPE_CHECKING:
-    from nlakit.eval.rows import EvalRows
-
-# torch and the eval-table loader are imported inside `token_types()`: the pure
-# classification below is also used by the viewer, which needs neither.
-
-TOKEN_TYPES = (
-    "word-start",
-    "word-piece",
-    "number",
-    "punctuation",
-    "newline",
-    "whitespace",
-    "special",
-)
-
-# Space markers of raw (undecoded) vocabularies: SentencePiece "▁", GPT-2 byte-level "Ġ"
-# (space), "Ċ" (newline), "ĉ" (tab); and SentencePiece byte-fallback pieces.
-_SPACE_MARKERS = ("▁", "Ġ")
-_BYTE_PIECES = {"<0x0A>": "\n", "<0x0D>": "\r", "<0x20>": " ", "<0x09>": "\t"}
-_SPECIAL = re.compile(
-    r"<\|[^|<>]*\|>"  # <|endoftext|>, <|im_start|>, <|end|>
-    r"|</?[A-Za-z][A-Za-z0-9_]*>"  # <s>, </s>, <pad>, <bos>, <eos>, <unk>
-    r"|\[[A-Z][A-Z_]*\]"  # [CLS], [SEP], [PAD]
-)
-
-
-def _normalise(token: str) -> str:
-    """The token as text: byte pieces and leading space markers made real whitespace."""
-    if token in _BYTE_PIECES:
-        return _BYTE_PIECES[token]
-    if token and set(token) <= {"Ġ", "Ċ", "ĉ", "▁"} | set(" \t\n\r"):
-        return token.translate(str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"}))
-    if token[:1] in _SPACE_MARKERS:
-        return " " + token[1:]
-    return token
-
-
-def token_type(token: str, is_special: bool = False) -> str:
-    """The type of one decoded token string (one of `TOKEN_TYPES`).
-
-    special      `is_special`, or shaped like a special token (`<|end|>`, `<s>`, `[CLS]`)
-    newline      only whitespace, with at least one line break ("\\n", "\\n   ")
-    whitespace   only whitespace, or empty
-    word-start   leading whitespace (or "▁"/"Ġ"), then at least one letter (" the", "▁the")
-    word-piece   at least one letter, no leading whitespace ("the", "ing", "(he")
-    number       digits and no letters (" 2", "3.5", "10%")
-    punctuation  no letters or digits (".", " (", '"))')
-    """
-    if is_special or _SPECIAL.fullmatch(token):
-        return "special"
-    text = _normalise(token)
-    if not text.strip():
-        return "newline" if ("\n" in text or "\r" in text) else "whitespace"
-    body = text.lstrip()
-    if any(c.isalpha() for c in body):
-        return "word-start" if len(body) < len(text) else "word-piece"
-    if any(c.isdigit() for c in body):
-        return "number"
-    return "punctuation"
-
-
-def error_buckets(errors: np.ndarray, n_buckets: int = 5) -> np.ndarray:
-    """Bucket index `[n]` in 0..n_buckets-1 of each error by rank: bucket 0 holds the
-    lowest-error n/n_buckets rows. Ties are split by row order, so buckets have equal
-    sizes (±1) even when many errors are equal."""
-    order = np.argsort(errors, kind="stable")
-    ranks = np.empty(len(errors), dtype=np.int64)
-    ranks[order] = np.arange(len(errors))
-    return ranks * n_buckets // max(len(errors), 1)
+NAME = directory_of(__name__)  # RUN/eval/token_types/
 
 
 def type_stats(types: list[str], errors: np.ndarray, variance: float) -> dict[str, dict]:
@@ -111,10 +47,14 @@ def type_stats(types: list[str], errors: np.ndarray, variance: float) -> dict[st
 
 
 @dataclass
-class TokenTypesConfig:
-    run: str  # run directory (after nlakit eval)
-    error_column: str = "mse_nrm"  # per-row error analysed: mse_nrm (the AV) or teacher_mse_nrm
-    n_buckets: int = 5  # error buckets by rank (5 = quintiles, Q1 lowest error)
+class TokenTypesConfig(Config):
+    """Which kinds of token an evaluated run explains well or badly."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    error_column: str = option(
+        "mse_nrm", "per-row error analysed: mse_nrm (the AV) or teacher_mse_nrm"
+    )
+    n_buckets: int = option(5, "error buckets by rank (5 = quintiles, Q1 lowest error)", ge=1)
 
 
 def _errors(rows: EvalRows, column: str) -> np.ndarray:
@@ -131,11 +71,6 @@ def token_types(config: TokenTypesConfig) -> dict:
     its summary."""
     if config.n_buckets < 1:
         raise NLAKitError(f"--n-buckets must be at least 1, got {config.n_buckets}.")
-    import torch
-
-    from nlakit.eval.rows import load_rows
-    from nlakit.metrics import fve
-
     rows = load_rows(config.run)
     errors = _errors(rows, config.error_column)
     keep = ~np.isnan(errors)
@@ -184,7 +119,7 @@ def token_types(config: TokenTypesConfig) -> dict:
         "sources": per_source,
     }
     figure = _plot(per_bucket, per_source, config.error_column)
-    write_analysis(rows.paths.analysis_dir("token_types"), table, summary, figure)
+    write_analysis(rows.paths.analysis_dir(NAME), table, summary, figure)
     return summary
 
 
@@ -201,8 +136,6 @@ def _table_rows(group_kind: str, group: str, stats: dict[str, dict]) -> list[dic
 
 def _plot(per_bucket: dict, per_source: dict, error_column: str):
     """Stacked type shares per error bucket; with ≥ 2 sources a second panel per source."""
-    from nlakit.eval.plots import pyplot
-
     plt = pyplot()
     panels = [
         (

@@ -31,26 +31,35 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
 from nlakit.eval.ablation import MAIN_CONDITIONS, ablated_texts
+from nlakit.eval.analyses import REGISTRY, directory_of
 from nlakit.eval.conditions import text_column
 from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import pyplot
+from nlakit.eval.rows import load_rows
+from nlakit.store.readers import read_parquet
 from nlakit.toyworld.truth import FIELDS, score_claims, truth_rates
 
-NAME = "truth"
+NAME = directory_of(__name__)  # RUN/eval/truth/
 VERDICTS = ("correct", "wrong", "absent")
-SWEEP_DIR = "length_sweep"
+SWEEP_DIR = REGISTRY["length"].out_dir  # where the length sweep writes its rows
 _SWEEP_FILE = re.compile(r"^rows_lambda_(.+)\.parquet$")
 # A first line that states nothing, so that a lone final-token line is read as a last line.
 _NO_CLAIM_LINE = "-"
 
 
 @dataclass
-class TruthConfig:
-    run: str  # run directory (after nlakit eval; a toy-world run)
-    column: str = "explanation"  # text column of rows.parquet to score
-    seed: int = 0  # seeds the donor rows of replaced_last (as in the ablation analysis)
-    progress: bool = True  # show progress bars
+class TruthConfig(Config):
+    """How often a toy-world run's explanations state the true latents."""
+
+    run: str = option(help="run directory (after nlakit eval; a toy-world run)")
+    column: str = option("explanation", "text column of rows.parquet to score")
+    seed: int = option(
+        0, "seeds the donor rows of replaced_last (as in the ablation analysis)", ge=0
+    )
+    progress: bool = option(True, "show progress bars")
 
 
 def claims_summary(texts: list[str], records: list[dict], last_line_only: bool = False) -> dict:
@@ -86,17 +95,14 @@ def sweep_files(paths) -> list[tuple[float, Path]]:
 
 def sweep_conditions(paths) -> dict[str, tuple[list[str], list[dict]]]:
     """{"lambda=λ": (explanations, records)} from the run's length sweep, if any."""
-    import pyarrow.parquet as pq
-
     out = {}
     for lam, path in sweep_files(paths):
-        names = pq.read_schema(path).names
-        if "explanation" not in names or "record" not in names:
-            raise NLAKitError(
-                f"{path}: a length-sweep rows file needs explanation and record columns "
-                f"(has {names}); re-run the length sweep on a toy-world run."
-            )
-        table = pq.read_table(path, columns=["explanation", "record"])
+        table = read_parquet(
+            path,
+            ["explanation", "record"],
+            what="a length-sweep rows file with explanation and record columns",
+            fix="Re-run the length sweep on a toy-world run.",
+        )
         texts = [t or "" for t in table["explanation"].to_pylist()]
         records = [json.loads(r) for r in table["record"].to_pylist()]
         out[f"lambda={lam:g}"] = (texts, records)
@@ -105,8 +111,6 @@ def sweep_conditions(paths) -> dict[str, tuple[list[str], list[dict]]]:
 
 def truth_analysis(config: TruthConfig) -> dict:
     """Score the claims of every condition; write and return the summary."""
-    from nlakit.eval.rows import load_rows
-
     rows = load_rows(config.run)
     if "record" not in rows.columns:
         raise NLAKitError(
@@ -156,8 +160,6 @@ def _true_share(rates: dict) -> float | None:
 
 def _figure(results: dict, summary: dict):
     """One panel per condition: per field, stacked shares of correct / wrong / absent."""
-    from nlakit.eval.plots import pyplot
-
     plt = pyplot()
     names = list(results)
     ncols = min(4, len(names))

@@ -28,14 +28,12 @@ from nlakit.meta.files import (
     write_meta,
 )
 from nlakit.meta.schema import (
-    DATASET_SIDECAR_SUFFIX,
     DATASET_STAGES,
     DEFAULT_AR_TEMPLATE,
     DEFAULT_AV_TEMPLATE,
     INJECT_PLACEHOLDER,
     MARKER_RANGE,
     NLAKIT_SECTION,
-    SIDECAR_NAME,
     SQRT_D,
     DatasetMeta,
     ExtractionMeta,
@@ -65,6 +63,7 @@ from nlakit.meta.tokens import (
     upgrade_suffix,
     validate,
 )
+from nlakit.store.names import DATASET_SIDECAR_SUFFIX, SIDECAR_NAME  # the sidecars' names
 
 __all__ = [
     "DATASET_SIDECAR_SUFFIX",

@@ -19,12 +19,10 @@ from typing import Any
 import yaml
 
 from nlakit.atomic import write_text
-from nlakit.errors import MetaError, field_error
+from nlakit.errors import MetaError, NLAKitError, field_error
 from nlakit.meta.schema import (
-    DATASET_SIDECAR_SUFFIX,
     DATASET_STAGES,
     NLAKIT_SECTION,
-    SIDECAR_NAME,
     SQRT_D,
     DatasetMeta,
     ExtractionMeta,
@@ -41,6 +39,8 @@ from nlakit.meta.schema import (
     templates_dict,
     tokens_dict,
 )
+from nlakit.store.names import DATASET_SIDECAR_SUFFIX, SIDECAR_NAME
+from nlakit.store.readers import read_yaml
 
 # The keys of `extraction` in the release's dataset schema (NLAExtractionMeta).
 OFFICIAL_EXTRACTION_KEYS = (
@@ -239,9 +239,14 @@ def read_meta(path: str | os.PathLike) -> Meta:
             "directory or file that was written with it, or create one with `nlakit.meta.new_meta`."
         )
     try:
-        data = yaml.safe_load(sc.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise MetaError(f"{sc}: not valid YAML ({exc}).") from None
+        data = read_yaml(
+            sc,
+            what="an NLA sidecar (a YAML mapping with `kind: nla_model` or `nla_dataset`)",
+            fix="Restore it from the checkpoint or dataset it came with.",
+            expect=None,  # meta_from_dict names the wrong kind itself
+        )
+    except NLAKitError as exc:
+        raise MetaError(str(exc)) from None
     return meta_from_dict(data, str(sc))
 
 

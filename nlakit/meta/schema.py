@@ -26,8 +26,6 @@ from typing import Any
 
 from nlakit.errors import MetaError, field_error
 
-SIDECAR_NAME = "nla_meta.yaml"
-DATASET_SIDECAR_SUFFIX = ".nla_meta.yaml"
 SQRT_D = "sqrt_d_model"
 DATASET_STAGES = ("base", "av_sft", "ar_sft", "rl", "eval")
 MODEL_SCHEMA_VERSION = 2  # the release's model sidecars

@@ -19,14 +19,19 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
+from nlakit.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
+from nlakit.store.names import BUILD_RECORD
+from nlakit.store.readers import read_json
+from nlakit.tiny import build_tokenizer
 from nlakit.toyworld.corpus import iter_documents
 from nlakit.toyworld.documents import Document, token_records
 from nlakit.toyworld.lm import LMConfig, eval_loss, make_model, train_lm, unigram_loss
@@ -37,15 +42,25 @@ MARKER = "㊗"
 
 
 @dataclass
-class WorldConfig:
-    size: str = "demo"  # preset: small (tests, seconds) or demo (the default run, minutes)
-    seed: int = 0  # everything is deterministic from this seed
-    n_docs: int = 6000  # documents in the corpus
-    eval_fraction: float = 0.05  # documents held out from LM training
-    vocab_size: int = 2000  # BPE vocabulary (2–8k)
-    tokenizer_explanations: int = 2000  # oracle explanations added to the tokenizer's corpus
-    min_pos: int = 8  # first token position used for activations (toy documents are short)
-    lm: LMConfig = field(default_factory=LMConfig)
+class WorldConfig(Config):
+    """A toy world: corpus size, tokenizer and target LM (presets by `size`)."""
+
+    size: str = option(
+        "demo",
+        "preset: small (tests, seconds) or demo (the default run, minutes)",
+        choices=("small", "demo"),
+    )
+    seed: int = option(0, "everything is deterministic from this seed", ge=0)
+    n_docs: int = option(6000, "documents in the corpus", ge=1)
+    eval_fraction: float = option(0.05, "share of documents held out from LM training", gt=0, lt=1)
+    vocab_size: int = option(2000, "BPE vocabulary (2–8k; at least the 256 bytes)", ge=256)
+    tokenizer_explanations: int = option(
+        2000, "oracle explanations added to the tokenizer's corpus", ge=0
+    )
+    min_pos: int = option(
+        8, "first token position used for activations (toy documents are short)", ge=0
+    )
+    lm: LMConfig = option(help="the target LM and its training", factory=LMConfig)
 
     def settings_hash(self) -> str:
         blob = json.dumps({"v": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
@@ -96,8 +111,6 @@ def tokenizer_texts(docs: list[Document], config: WorldConfig) -> list[str]:
     NLA's markup (the AV's response and the default AV and AR prompts): a real LLM's
     tokenizer spends about three tokens on `<explanation>`, and so does the world's,
     instead of seven pieces that every explanation would pay for twice."""
-    from nlakit.meta.schema import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
-
     rng = random.Random(f"tokenizer:{config.seed}")
     texts = [d.text for d in docs]
     prompt = DEFAULT_AV_TEMPLATE.format(injection_char="")
@@ -127,17 +140,17 @@ def corpus_table(docs: list[Document], splits: list[str]) -> pa.Table:
 
 def _check_existing(out: Path, config: WorldConfig) -> dict | None:
     """The existing build's record if `out` holds this exact world; error if another."""
-    record_path = out / "build.json"
+    record_path = out / BUILD_RECORD
     if not out.exists():
         return None
     if not record_path.is_file():
         if any(out.iterdir()):
             raise NLAKitError(
-                f"{out}: exists and is not a toy world (no build.json); choose another --out."
+                f"{out}: exists and is not a toy world (no {BUILD_RECORD}); choose another --out."
             )
         out.rmdir()
         return None
-    record = json.loads(record_path.read_text())
+    record = read_json(record_path, "a toy world's build record", "Choose another --out.")
     if record.get("settings_hash") != config.settings_hash():
         raise NLAKitError(
             f"{out}: holds a toy world built with other settings "
@@ -150,8 +163,6 @@ def _check_existing(out: Path, config: WorldConfig) -> dict | None:
 
 def build_world(out: str | os.PathLike, config: WorldConfig, progress: bool = True) -> dict:
     """Build the world into `out` (or return the record of the identical one there)."""
-    from nlakit.tiny import build_tokenizer
-
     out = Path(out)
     existing = _check_existing(out, config)
     if existing is not None:
@@ -217,6 +228,6 @@ def build_world(out: str | os.PathLike, config: WorldConfig, progress: bool = Tr
         },
         "timings_s": {**timings, "total": round(time.perf_counter() - start, 2)},
     }
-    (tmp / "build.json").write_text(json.dumps(record, indent=2))
+    (tmp / BUILD_RECORD).write_text(json.dumps(record, indent=2))
     os.replace(tmp, out)
     return {**record, "cached": False}

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import random
 
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config_cli import add_config, config_from_args, given_options, recipe_values
 
 
 def _cmd_build(args) -> None:
     from nlakit.toyworld.build import WorldConfig, build_world, world_config
-    from nlakit.toyworld.lm import LMConfig
 
-    fields = (set(WorldConfig.__dataclass_fields__) | set(LMConfig.__dataclass_fields__)) - {
-        "size",
-        "seed",
-        "lm",
-    }
-    overrides = {k: v for k, v in vars(args).items() if k in fields}
-    record = build_world(args.out, world_config(args.size, args.seed, **overrides))
+    # The size's preset, then the recipe, then the options given (LM fields flat or as `lm:`).
+    recipe = recipe_values(args, WorldConfig)
+    lm = recipe.pop("lm", {})
+    overrides = {**recipe, **lm, **given_options(args), **given_options(args, "lm")}
+    record = build_world(args.out, world_config(**overrides))
     s, loss = record["sizes"], record["losses"]
     state = (
         "cached, built earlier"
@@ -110,21 +107,19 @@ def register(sub, chosen: str | None) -> None:
         from nlakit.toyworld.lm import LMConfig
 
         p.add_argument("--out", required=True, help="directory to write the world to")
-        p.add_argument("--size", default="demo", choices=["small", "demo"])
-        p.add_argument("--seed", type=int, default=0)
-        add_config_args(p, WorldConfig, skip=("size", "seed", "lm"))
-        add_config_args(p, LMConfig)
+        add_config(p, WorldConfig, skip=("lm",))
+        add_config(p, LMConfig, dest="lm")
 
     p = verbs.add_parser("probe", help="linear probes for the latents on layer-K activations")
     p.set_defaults(func=_cmd_probe)
     if chosen == "probe":
         from nlakit.toyworld.probe import ProbeConfig
 
-        p.add_argument("--world", required=True)
-        add_config_args(p, ProbeConfig)
+        p.add_argument("--world", required=True, help="toy world directory (nlakit toyworld build)")
+        add_config(p, ProbeConfig)
 
     p = verbs.add_parser("sample", help="print documents with an oracle explanation")
     p.set_defaults(func=_cmd_sample)
-    p.add_argument("--world", required=True)
-    p.add_argument("-n", type=int, default=5, help="how many documents")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--world", required=True, help="toy world directory (nlakit toyworld build)")
+    p.add_argument("-n", type=int, default=5, help="how many documents (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="which documents and positions (default: 0)")

@@ -16,24 +16,26 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit.batching import pad_right
+from nlakit.config import Config, option
+from nlakit.tiny import tiny_model
 
 
 @dataclass
-class LMConfig:
-    arch: str = "llama"  # llama or qwen3
-    hidden_size: int = 128  # d_model
-    num_layers: int = 4  # decoder blocks
-    steps: int = 300  # optimiser steps
-    batch_size: int = 32  # documents per step
-    lr: float = 3e-3  # peak AdamW learning rate (cosine decay after warm-up)
-    warmup: int = 30  # warm-up steps
-    weight_decay: float = 0.01
-    max_len: int = 160  # tokens per document (longer ones are truncated)
+class LMConfig(Config):
+    """The toy world's target LM and how it is trained."""
+
+    arch: str = option("llama", "architecture: llama or qwen3", choices=("llama", "qwen3"))
+    hidden_size: int = option(128, "d_model", ge=1)
+    num_layers: int = option(4, "decoder blocks", ge=1)
+    steps: int = option(300, "optimiser steps", ge=1)
+    batch_size: int = option(32, "documents per step", ge=1)
+    lr: float = option(3e-3, "peak AdamW learning rate (cosine decay after warm-up)", gt=0)
+    warmup: int = option(30, "warm-up steps", ge=0)
+    weight_decay: float = option(0.01, "AdamW weight decay", ge=0)
+    max_len: int = option(160, "tokens per document (longer ones are truncated)", ge=2)
 
 
 def make_model(config: LMConfig, tokenizer, seed: int):
-    from nlakit.tiny import tiny_model
-
     return tiny_model(
         config.arch,
         tokenizer,

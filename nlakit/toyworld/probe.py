@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from nlakit import sites
 from nlakit.batching import pad_right
+from nlakit.config import Config, option
 from nlakit.toyworld.world import World
 
 LABELS = {  # probe name -> record field (or a function of the record)
@@ -39,12 +40,16 @@ SPECIAL_ROLES = ("speaker_tag", "end_marker")
 
 
 @dataclass
-class ProbeConfig:
-    layer: int | None = None  # block index K (default: the world's default layer)
-    max_docs: int = 400  # documents used (held-out first, then training documents)
-    steps: int = 100  # L-BFGS iterations per probe
-    weight_decay: float = 1e-3  # L2 penalty on the probe weights
-    test_fraction: float = 0.3  # share of documents whose positions are held out
+class ProbeConfig(Config):
+    """Linear probes for the toy world's latents on block-K activations."""
+
+    layer: int | None = option(None, "block index K (default: the world's default layer)", ge=0)
+    max_docs: int = option(400, "documents used (held-out first, then training documents)", ge=1)
+    steps: int = option(100, "L-BFGS iterations per probe", ge=1)
+    weight_decay: float = option(1e-3, "L2 penalty on the probe weights", ge=0)
+    test_fraction: float = option(
+        0.3, "share of documents whose positions are held out", gt=0, lt=1
+    )
 
 
 def _is_test(doc_id: int, fraction: float) -> bool:

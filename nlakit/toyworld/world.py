@@ -9,7 +9,6 @@ model = world.model()          # a plain AutoModelForCausalLM
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from functools import cached_property
@@ -19,6 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nlakit.errors import NLAKitError
+from nlakit.store.names import BUILD_RECORD
+from nlakit.store.readers import read_json
 from nlakit.toyworld.documents import Document
 from nlakit.toyworld.oracle import Oracle
 
@@ -26,13 +27,11 @@ from nlakit.toyworld.oracle import Oracle
 class World:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        record = self.path / "build.json"
+        record = self.path / BUILD_RECORD
+        build = f"Build one with `nlakit toyworld build --out {self.path}`."
         if not record.is_file():
-            raise NLAKitError(
-                f"{self.path}: not a toy world (no build.json). Build one with "
-                f"`nlakit toyworld build --out {self.path}`."
-            )
-        self.record = json.loads(record.read_text())
+            raise NLAKitError(f"{self.path}: not a toy world (no {BUILD_RECORD}). {build}")
+        self.record = read_json(record, "a toy world's build record", build)
 
     @property
     def seed(self) -> int:

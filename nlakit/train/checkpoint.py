@@ -17,11 +17,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from nlakit.errors import CheckpointError
+from nlakit.store.readers import read_json, read_pt, read_safetensors
 
 _STEP = re.compile(r"^step_(\d{6,})$")
+# A checkpoint's files besides {name}.safetensors, .optimizer.pt and .scheduler.pt.
+RNG_FILE, STATE_FILE = "rng.pt", "state.json"
 
 
 def step_name(step: int) -> str:
@@ -86,8 +89,8 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / f"{name}.optimizer.pt")
     for name, scheduler in schedulers.items():
         torch.save(scheduler.state_dict(), tmp / f"{name}.scheduler.pt")
-    torch.save(rng_state(generators or {}), tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    torch.save(rng_state(generators or {}), tmp / RNG_FILE)
+    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -114,11 +117,15 @@ def load_checkpoint(
     path: Path, modules: dict, optimizers: dict, schedulers: dict, generators: dict | None = None
 ) -> dict:
     """Restore everything `save_checkpoint` wrote; returns `state.json`."""
+    fix = f"The checkpoint is damaged: delete {path} to resume from an earlier one (or the start)."
     for name, module in modules.items():
-        load_trainable(module, load_file(str(path / f"{name}.safetensors")), str(path / name))
+        weights = read_safetensors(path / f"{name}.safetensors", f"the {name}'s weights", fix)
+        load_trainable(module, weights, str(path / name))
     for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(torch.load(path / f"{name}.optimizer.pt", weights_only=True))
+        state = read_pt(path / f"{name}.optimizer.pt", f"the {name} optimizer's state", fix)
+        optimizer.load_state_dict(state)
     for name, scheduler in schedulers.items():
-        scheduler.load_state_dict(torch.load(path / f"{name}.scheduler.pt", weights_only=True))
-    restore_rng(torch.load(path / "rng.pt", weights_only=True), generators or {})
-    return json.loads((path / "state.json").read_text())
+        state = read_pt(path / f"{name}.scheduler.pt", f"the {name} scheduler's state", fix)
+        scheduler.load_state_dict(state)
+    restore_rng(read_pt(path / RNG_FILE, "the RNG states", fix), generators or {})
+    return read_json(path / STATE_FILE, "the checkpoint's state (step, sampler)", fix)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config_cli import add_config, config_from_args
 
 
 def _cmd_sft(args) -> None:
@@ -29,11 +29,10 @@ def register(sub, chosen: str | None) -> None:
     if chosen == "sft":
         from nlakit.train.sft import SFTConfig
 
-        p.add_argument("role", choices=["av", "ar"], help="which half to train")
-        add_config_args(p, SFTConfig, skip=("role",))
+        add_config(p, SFTConfig)  # `role` is positional: nlakit sft av|ar
     p = sub.add_parser("rl", help="GRPO RL of the AV, rewarded by the (co-trained) AR")
     p.set_defaults(func=_cmd_rl)
     if chosen == "rl":
         from nlakit.train.rl import RLConfig
 
-        add_config_args(p, RLConfig)
+        add_config(p, RLConfig)

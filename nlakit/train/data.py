@@ -1,4 +1,5 @@
-"""Training data: the tables `nlakit build` writes, as batches for the AV and the AR.
+"""Training data: the tables `nlakit build` writes (read by `nlakit.store.load_table`),
+as batches for the AV and the AR.
 
 All AV prompts are the same rendered template, so an AV batch is
 `[prompt | response | padding]` with the response starting at the same position in
@@ -10,54 +11,13 @@ only (the LM head runs on the response positions alone). Batches come from a
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from nlakit.errors import NLAKitError
-from nlakit.meta import DatasetMeta, read_meta
+from nlakit.generation import stop_token_ids
+from nlakit.meta import av_prompt_content
 from nlakit.train.losses import token_logprobs
-
-
-@dataclass
-class Table:
-    """One training table: its rows (without vectors), vectors `[n, d]` and sidecar."""
-
-    path: Path
-    meta: DatasetMeta
-    columns: dict[str, list]
-    vectors: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.vectors.shape[0]
-
-
-def load_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> Table:
-    """A table and its vectors (fp32), checking the sidecar agrees with the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise NLAKitError(f"{path}: no such table; build the tables with `nlakit build`.")
-    meta = read_meta(path)
-    if not isinstance(meta, DatasetMeta):
-        raise NLAKitError(f"{meta.source}: expected a dataset sidecar (kind nla_dataset).")
-    table = pq.read_table(path, columns=["activation_vector", *columns])
-    if table.num_rows != meta.row_count:
-        raise NLAKitError(f"{path}: {table.num_rows} rows, its sidecar says {meta.row_count}.")
-    if table.num_rows == 0:
-        raise NLAKitError(f"{path}: the table is empty; build it from more data.")
-    column = table["activation_vector"].combine_chunks()
-    width = column.type.list_size
-    if width != meta.d_model:
-        raise NLAKitError(
-            f"{path}: vectors of width {width}, the sidecar's d_model is {meta.d_model}."
-        )
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    vectors = torch.from_numpy(flat.reshape(table.num_rows, width))
-    return Table(path, meta, {c: table[c].to_pylist() for c in columns}, vectors)
 
 
 def _templated_response(av, text: str, stops: set[int]) -> list[int]:
@@ -85,8 +45,6 @@ def response_ids(av, responses: list[str]) -> list[list[int]]:
     Rendering the template row by row is slow, so the texts are tokenized in one
     batch and the end-of-turn ids appended; a sample of rows is checked against the
     template, and a template that disagrees is rendered row by row."""
-    from nlakit.generation import stop_token_ids
-
     stops = set(stop_token_ids(av))
     if not responses:
         return []
@@ -101,8 +59,6 @@ def response_ids(av, responses: list[str]) -> list[list[int]]:
 
 
 def _prompt_content(av) -> str:
-    from nlakit.meta import av_prompt_content
-
     return av_prompt_content(av.meta.av_template, av.meta.tokens.injection_char)
 
 

@@ -4,20 +4,10 @@ report FVE (against the frozen baseline), length, extraction and marker-leak rat
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.generation import SamplingConfig, marker_leak, sample_explanations
 from nlakit.metrics import FVEBaseline, cosine, fve, mse_nrm
-
-# Talk about the marker character itself instead of the activation it stands for.
-_LEAK = re.compile(r"\b(cjk|chinese|japanese|kanji|ideograph\w*|circled|unicode)\b", re.IGNORECASE)
-
-
-def marker_leak(text: str, marker: str) -> bool:
-    """Whether an explanation talks about the marker character rather than the vector."""
-    return marker in text or bool(_LEAK.search(text))
 
 
 @torch.no_grad()

@@ -10,7 +10,11 @@ import json
 import os
 from pathlib import Path
 
+from nlakit.atomic import write_json
 from nlakit.errors import NLAKitError
+from nlakit.store.names import METRICS_FILE, RUN_CONFIG
+
+# TensorBoard and wandb are imported only when asked for: both are optional packages.
 
 
 class RunLogger:
@@ -24,15 +28,13 @@ class RunLogger:
         name: str = "nlakit",
     ):
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS_FILE  # read back by `nlakit.store.read_metrics`
         self._tb = self._wandb = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if config is not None:  # the resolved config snapshot (what `nlakit eval` reads)
-            from nlakit.atomic import write_json
-
-            write_json(Path(run_dir) / "config.json", {k: _plain(v) for k, v in config.items()})
+            write_json(Path(run_dir) / RUN_CONFIG, {k: _plain(v) for k, v in config.items()})
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -86,10 +88,3 @@ def _plain(value):
     if isinstance(value, float) and value != value:  # NaN is not JSON
         return None
     return value
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

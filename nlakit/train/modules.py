@@ -17,17 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import get_cosine_schedule_with_warmup
 
 from nlakit.card import CardFigures, write_card
-from nlakit.errors import MetaError
-from nlakit.meta import DatasetMeta, ModelMeta, with_role
+from nlakit.meta import DatasetMeta, ModelMeta, read_meta, with_role
 from nlakit.models import (
     ActivationReconstructor,
     ActivationVerbalizer,
     load_causal_lm,
     local_dir,
 )
+from nlakit.store.names import SIDECAR_NAME
 from nlakit.train.run_figures import run_figures
+
+# peft is imported where LoRA is set up: it is the optional `train` extra
+# (pip install 'nlakit[train]'), needed only with lora_rank > 0.
 
 
 @dataclass
@@ -56,10 +60,8 @@ def meta_for(tables: DatasetMeta, role: str) -> ModelMeta:
 
 
 def is_nla_checkpoint(path: str | os.PathLike, role: str) -> bool:
-    from nlakit.meta import read_meta
-
     p = Path(path)
-    if not (p / "nla_meta.yaml").is_file():
+    if not (p / SIDECAR_NAME).is_file():
         return False
     meta = read_meta(p)
     return isinstance(meta, ModelMeta) and meta.role == role
@@ -123,8 +125,6 @@ def optimizer_for(module: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 
 def cosine_schedule(optimizer, warmup: int, steps: int):
-    from transformers import get_cosine_schedule_with_warmup
-
     return get_cosine_schedule_with_warmup(optimizer, warmup, max(steps, warmup + 1))
 
 
@@ -195,18 +195,3 @@ def autocast(device: torch.device):
 def param_count(module: torch.nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in module.parameters())
     return total, sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def check_agrees(module, tables: DatasetMeta) -> None:
-    """The model and the tables must read the same layer of the same-width model."""
-    meta = module.meta
-    if meta.layer is not None and meta.layer != tables.layer:
-        raise MetaError(
-            f"{meta.source}: the checkpoint reads layer {meta.layer}, the tables "
-            f"layer {tables.layer}; use tables extracted at the same layer."
-        )
-    if meta.d_model != tables.d_model:
-        raise MetaError(
-            f"{meta.source}: d_model {meta.d_model}, the tables {tables.d_model}; "
-            "these tables come from another model."
-        )

@@ -33,14 +33,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.config import option
 from nlakit.errors import NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.meta import check_pair
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
 from nlakit.models import ActivationVerbalizer
+from nlakit.store.names import BASELINE_FILE, table_file
+from nlakit.store.tables import check_agrees, load_table
 from nlakit.train import checkpoint as ckpt
 from nlakit.train import modules as M
-from nlakit.train.data import BatchSampler, load_table, pad_responses, response_logprobs
+from nlakit.train.config import TrainingConfig
+from nlakit.train.data import BatchSampler, pad_responses, response_logprobs
 from nlakit.train.distributed import init_distributed, shutdown, wrap
 from nlakit.train.evaluation import evaluate_pair
 from nlakit.train.logger import RunLogger
@@ -55,45 +59,45 @@ from nlakit.train.losses import (
 
 
 @dataclass
-class RLConfig:
-    data: str  # tables directory written by `nlakit build`
-    av: str  # AV to start from (e.g. the SFT output RUN/av_sft/av)
-    ar: str  # AR to start from (e.g. RUN/ar_sft/ar)
-    out: str  # run directory
-    steps: int = 200  # RL steps (the most, when max_seconds is set)
-    max_seconds: float = 0.0  # time budget: stop after this much training time (0 = none)
-    batch_size: int = 8  # activations per step (global, over all ranks)
-    group_size: int = 8  # explanations sampled per activation (G)
-    max_new_tokens: int = 120  # length cap of a sample
-    temperature: float = 1.0  # sampling temperature (training and evaluation)
-    top_p: float = 1.0
-    top_k: int = 0
-    length_penalty: float = 0.0  # λ, reward per token
-    kl_coef: float = 0.02  # β of the k3 KL penalty to the SFT AV (0: no reference forward)
-    clip_eps: float = 0.2  # ε of the clipped surrogate
-    advantage_norm: str = "std"  # std: (r - group mean) / group std (GRPO); mean: r - group mean
-    lr: float = 0.0  # AV learning rate (0: 3e-4 × 128 / d_model, see width_scaled_lr)
-    ar_lr: float = 1e-4  # AR learning rate
-    freeze_ar: bool = True  # keep the AR fixed (false: co-train it, as the official recipe)
-    warmup: int = 10  # warm-up steps
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    update_batch: int = 64  # samples per forward/backward chunk
-    lora_rank: int = 0  # 0 = full fine-tune (a frozen copy is the KL reference)
-    lora_alpha: float = 16.0
-    lora_targets: str = "all-linear"
-    rslora: bool = False
-    eval_every: int = 50  # steps between held-out evaluations (0 = only at the end)
-    eval_rows: int = 128  # held-out activations per evaluation
-    save_every: int = 50  # steps between checkpoints (0 = only at the end)
-    keep_checkpoints: int = 2
-    seed: int = 0
-    resume: bool = False  # continue from the newest checkpoint in `out`
-    device: str | None = None
-    dtype: str | None = None
-    tensorboard: bool = False
-    wandb: bool = False
-    progress: bool = True
+class RLConfig(TrainingConfig):
+    """GRPO of the AV against the AR (the shared fields: `TrainingConfig`)."""
+
+    av: str = option(help="AV to start from (e.g. the SFT output RUN/av_sft/av)")
+    ar: str = option(help="AR to start from (e.g. RUN/ar_sft/ar)")
+    steps: int = option(200, "RL steps (the most, when max_seconds is set)", ge=1)
+    max_seconds: float = option(
+        0.0, "time budget: stop after this much training time, in seconds (0 = none)", ge=0
+    )
+    batch_size: int = option(8, "activations per step (global, over all ranks)", ge=1)
+    group_size: int = option(
+        8, "explanations sampled per activation (G; advantages are normalised within it)", ge=2
+    )
+    max_new_tokens: int = option(120, "length cap of a sample, in tokens", ge=1)
+    temperature: float = option(
+        1.0,
+        "sampling temperature, training and evaluation (> 0: a greedy group cannot learn)",
+        gt=0,
+    )
+    top_p: float = option(1.0, "nucleus sampling mass (1 = off)", gt=0, le=1)
+    top_k: int = option(0, "sample among the k most likely tokens (0 = off)", ge=0)
+    length_penalty: float = option(0.0, "λ: the reward loses λ per explanation token", ge=0)
+    kl_coef: float = option(
+        0.02, "β of the k3 KL penalty to the SFT AV (0: no reference forward)", ge=0
+    )
+    clip_eps: float = option(0.2, "ε of the clipped surrogate", gt=0)
+    advantage_norm: str = option(
+        "std",
+        "std: (r - group mean) / group std (GRPO); mean: r - group mean",
+        choices=ADVANTAGE_NORMS,
+    )
+    lr: float = option(0.0, "AV learning rate (0: 3e-4 × 128 / d_model, see width_scaled_lr)", ge=0)
+    ar_lr: float = option(1e-4, "AR learning rate (when co-trained: freeze_ar false)", ge=0)
+    freeze_ar: bool = option(True, "keep the AR fixed (false: co-train it, as the official recipe)")
+    warmup: int = option(10, "warm-up steps", ge=0)
+    update_batch: int = option(64, "samples per forward/backward chunk", ge=1)
+    eval_every: int = option(50, "steps between held-out evaluations (0 = only at the end)", ge=0)
+    eval_rows: int = option(128, "held-out activations per evaluation", ge=1)
+    save_every: int = option(50, "steps between checkpoints (0 = only at the end)", ge=0)
 
 
 def _reference(av: ActivationVerbalizer):
@@ -121,14 +125,14 @@ def rl(config: RLConfig) -> dict:
     tables, out = Path(config.data), Path(config.out)
     if config.batch_size % ctx.world:
         raise NLAKitError(f"batch_size {config.batch_size} must divide over {ctx.world} ranks")
-    table = load_table(tables / "rl.parquet")
-    held_out = load_table(tables / "eval.parquet").vectors[: config.eval_rows]
-    baseline = FVEBaseline.load(tables / "baseline.json")
+    table = load_table(tables / table_file("rl"))
+    held_out = load_table(tables / table_file("eval")).vectors[: config.eval_rows]
+    baseline = FVEBaseline.load(tables / BASELINE_FILE)
     torch.manual_seed(config.seed)
     av = M.start_av(config.av, table.meta, ctx.device, config.dtype)
     ar = M.start_ar(config.ar, table.meta, ctx.device, config.dtype)
     check_pair(av.meta, ar.meta)
-    M.check_agrees(av, table.meta)
+    check_agrees(av.meta, table.meta)
     lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
     M.add_lora_av(av, lora)
     M.add_lora_ar(ar, lora)

@@ -13,14 +13,13 @@ Only what was logged is reported; a run without an evaluation gives no figures.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from nlakit.card import CardFigures
-from nlakit.train.logger import read_metrics
+from nlakit.store.names import BASELINE_FILE, RUN_CONFIG, table_file
+from nlakit.store.readers import parquet_row_count, read_json
+from nlakit.store.runs import read_metrics, run_config
 
 
 def stage_of(config: dict) -> str | None:
@@ -81,23 +80,22 @@ def figures_from_records(
 def _table_rows(path: Path) -> int | None:
     if not path.is_file():
         return None
-    return pq.read_metadata(path).num_rows
+    return parquet_row_count(path, "a table (`nlakit build`)")
 
 
 def run_figures(run_dir: str | os.PathLike, role: str) -> CardFigures | None:
     """The figures of the run at `run_dir` for its exported `role` ("av" or "ar")."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
     records = read_metrics(run_dir)
-    if not records or not config_path.is_file():
+    if not records or not (run_dir / RUN_CONFIG).is_file():
         return None
-    config = json.loads(config_path.read_text())
+    config = run_config(run_dir)
     tables = Path(config["data"]) if config.get("data") else None
     baseline = None
-    if tables is not None and (tables / "baseline.json").is_file():
-        baseline = json.loads((tables / "baseline.json").read_text())
+    if tables is not None and (tables / BASELINE_FILE).is_file():
+        baseline = read_json(tables / BASELINE_FILE, "the FVE baseline (`nlakit build`)")
     eval_n = None
     if tables is not None and stage_of(config) == "sft" and config.get("eval_rows"):
-        rows = _table_rows(tables / "eval.parquet")
+        rows = _table_rows(tables / table_file("eval"))
         eval_n = None if rows is None else min(int(config["eval_rows"]), rows)
     return figures_from_records(records, stage_of(config), role, baseline, eval_n)

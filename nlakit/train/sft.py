@@ -24,13 +24,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.config import option
 from nlakit.errors import NLAKitError
-from nlakit.metrics import FVEBaseline, fve
+from nlakit.metrics import FVEBaseline, cosine, fve, mse_nrm
+from nlakit.store.names import table_file
+from nlakit.store.tables import check_agrees, find_baseline, load_table
 from nlakit.train import checkpoint as ckpt
 from nlakit.train import modules as M
+from nlakit.train.config import TrainingConfig
 from nlakit.train.data import (
     BatchSampler,
-    load_table,
     pad_responses,
     response_ids,
     response_logprobs,
@@ -41,35 +44,21 @@ from nlakit.train.losses import ar_loss
 
 
 @dataclass
-class SFTConfig:
-    role: str  # av or ar
-    data: str  # tables directory written by `nlakit build`
-    out: str  # run directory
-    model: str | None = (
-        None  # start from: a target model or an NLA checkpoint (default: the tables' model)
+class SFTConfig(TrainingConfig):
+    """Warm-start SFT of the AV or the AR (the shared fields: `TrainingConfig`)."""
+
+    role: str = option(help="which half to train: av or ar", choices=("av", "ar"), positional=True)
+    model: str | None = option(
+        None, "start from: a target model or an NLA checkpoint (default: the tables' model)"
     )
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 32  # rows per optimizer step (global, over all ranks)
-    grad_accum: int = 1  # micro-batches per optimizer step (per rank)
-    lr: float = 1e-4  # peak learning rate
-    warmup: int = 50  # warm-up steps
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lora_rank: int = 0  # 0 = full fine-tune; else LoRA rank
-    lora_alpha: float = 16.0
-    lora_targets: str = "all-linear"  # modules that get adapters
-    rslora: bool = False  # rank-stabilised LoRA scaling
-    eval_every: int = 200  # steps between held-out evaluations (0 = only at the end)
-    eval_rows: int = 256  # held-out rows per evaluation
-    save_every: int = 500  # steps between checkpoints (0 = only at the end)
-    keep_checkpoints: int = 2  # newest step checkpoints kept
-    seed: int = 0
-    resume: bool = False  # continue from the newest checkpoint in `out`
-    device: str | None = None  # default: cuda if available
-    dtype: str | None = None  # parameter dtype (default fp32; autocast bf16 on GPU)
-    tensorboard: bool = False
-    wandb: bool = False
-    progress: bool = True
+    steps: int = option(1000, "optimizer steps", ge=1)
+    batch_size: int = option(32, "rows per optimizer step (global, over all ranks)", ge=1)
+    grad_accum: int = option(1, "micro-batches per optimizer step (per rank)", ge=1)
+    lr: float = option(1e-4, "peak learning rate (cosine decay after warm-up)", gt=0)
+    warmup: int = option(50, "warm-up steps", ge=0)
+    eval_every: int = option(200, "steps between held-out evaluations (0 = only at the end)", ge=0)
+    eval_rows: int = option(256, "held-out rows per evaluation", ge=1)
+    save_every: int = option(500, "steps between checkpoints (0 = only at the end)", ge=0)
 
 
 def _check(config: SFTConfig) -> None:
@@ -113,9 +102,7 @@ class _Task:
 @torch.no_grad()
 def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | None) -> dict:
     """Held-out loss on `eval.parquet` (for the AR also FVE and mean cosine)."""
-    from nlakit.metrics import cosine, mse_nrm
-
-    table = load_table(tables / "eval.parquet", ("response", "explanation"))
+    table = load_table(tables / table_file("eval"), ("response", "explanation"))
     n = min(config.eval_rows, len(table))
     model.eval()
     if config.role == "av":
@@ -144,14 +131,14 @@ def sft(config: SFTConfig) -> dict:
     ctx = init_distributed(config.device)
     tables, out = Path(config.data), Path(config.out)
     table = load_table(
-        tables / f"{config.role}_sft.parquet",
+        tables / table_file(f"{config.role}_sft"),
         ("response",) if config.role == "av" else ("explanation",),
     )
     init = config.model or table.meta.extraction.base_model
     start = M.start_av if config.role == "av" else M.start_ar
     torch.manual_seed(config.seed)
     model = start(init, table.meta, ctx.device, config.dtype)
-    M.check_agrees(model, table.meta)
+    check_agrees(model.meta, table.meta)
     lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
     (M.add_lora_av if config.role == "av" else M.add_lora_ar)(model, lora)
     model.train()
@@ -159,8 +146,7 @@ def sft(config: SFTConfig) -> dict:
     sampler = BatchSampler(task.lengths, config.batch_size, config.seed)
     optimizer = M.optimizer_for(model, config.lr, config.weight_decay)
     scheduler = M.cosine_schedule(optimizer, config.warmup, config.steps)
-    baseline_path = tables / "baseline.json"
-    baseline = FVEBaseline.load(baseline_path) if baseline_path.exists() else None
+    baseline = find_baseline(tables)
     logger = RunLogger(
         out,
         ctx.main,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
-from nlakit.config import add_config_args, config_from_args
+from nlakit.config_cli import add_config, config_from_args
 
 
 def _cmd_view(args) -> None:
     from nlakit.viewer.view import ViewConfig, view
 
-    view(config_from_args(ViewConfig, args, ViewConfig(runs=list(args.inputs))))
+    view(config_from_args(ViewConfig, args, runs=list(args.inputs)))
 
 
 def register(sub, chosen: str | None) -> None:
@@ -26,11 +24,4 @@ def register(sub, chosen: str | None) -> None:
         metavar="RUN",
         help="run directories (after nlakit eval) or parquet tables of explanations",
     )
-    p.add_argument(
-        "--no-serve",
-        dest="serve",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="only write the page; do not serve it",
-    )
-    add_config_args(p, ViewConfig, skip=("runs", "serve"))
+    add_config(p, ViewConfig, skip=("runs",))  # --serve false, or --no-serve: only write the page

@@ -14,15 +14,13 @@ run it came from.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from nlakit.errors import NLAKitError
-from nlakit.eval.runs import ROWS_FILE
+from nlakit.store.names import EVAL_DIR, ROWS_FILE, SUMMARY_FILE
+from nlakit.store.readers import read_json, read_parquet, read_parquet_schema
 
 REQUIRED = ("doc_id", "position", "explanation", "mse_nrm")
 SCORE_COLUMNS = ("explanation", "mse_nrm", "cos", "n_tokens", "finished")
@@ -44,7 +42,7 @@ class ViewerInput:
 
 def _table_path(path: Path) -> Path:
     if path.is_dir():
-        table = path / "eval" / ROWS_FILE
+        table = path / EVAL_DIR / ROWS_FILE
         if not table.is_file():
             raise NLAKitError(
                 f"{table}: no per-row eval table yet; run `nlakit eval --run {path}` first "
@@ -61,7 +59,7 @@ def _table_path(path: Path) -> Path:
 def _name(path: Path, table: Path) -> str:
     if path.is_dir():
         return path.resolve().name
-    if table.name == ROWS_FILE and table.parent.name == "eval":
+    if table.name == ROWS_FILE and table.parent.name == EVAL_DIR:
         return table.parent.parent.resolve().name  # RUN/eval/rows.parquet → RUN
     return table.stem.removeprefix("rows_")
 
@@ -69,11 +67,11 @@ def _name(path: Path, table: Path) -> str:
 def _variance(table: Path) -> float | None:
     """The baseline variance from the summary beside the table or one level up (a
     sweep file in RUN/eval/length_sweep/ is scored against RUN/eval/summary.json's)."""
-    for summary in (table.parent / "summary.json", table.parent.parent / "summary.json"):
+    for summary in (table.parent / SUMMARY_FILE, table.parent.parent / SUMMARY_FILE):
         if summary.is_file():
             try:
-                value = json.loads(summary.read_text()).get("baseline_variance")
-            except (json.JSONDecodeError, AttributeError):
+                value = read_json(summary).get("baseline_variance")
+            except NLAKitError:  # the variance is optional: the page shows FVE without it
                 continue
             if isinstance(value, int | float) and value > 0:
                 return float(value)
@@ -84,10 +82,9 @@ def read_input(path: str | os.PathLike) -> ViewerInput:
     """The per-row table of a run directory or a parquet file (without its vectors)."""
     path = Path(path)
     table = _table_path(path)
-    try:
-        schema = pq.read_schema(table)
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        raise NLAKitError(f"{table}: not a readable parquet file ({exc}).") from None
+    what = f"a table of explanations with the columns {list(REQUIRED)}"
+    fix = "Per-row eval tables come from `nlakit eval --run RUN`."
+    schema = read_parquet_schema(table, what, fix)
     missing = [c for c in REQUIRED if c not in schema.names]
     if missing:
         raise NLAKitError(
@@ -95,7 +92,7 @@ def read_input(path: str | os.PathLike) -> ViewerInput:
             f"(it has {schema.names}). Per-row eval tables come from `nlakit eval --run RUN`."
         )
     wanted = [c for c in (*REQUIRED, *SCORE_COLUMNS, *TOKEN_COLUMNS) if c in schema.names]
-    data = pq.read_table(table, columns=list(dict.fromkeys(wanted)))
+    data = read_parquet(table, list(dict.fromkeys(wanted)), what, fix)
     if data.num_rows == 0:
         raise NLAKitError(f"{table}: the table has no rows.")
     columns = {c: data[c].to_pylist() for c in data.column_names}

@@ -32,7 +32,7 @@ import numpy as np
 
 from nlakit import __version__
 from nlakit.errors import NLAKitError
-from nlakit.eval.token_types import TOKEN_TYPES, error_buckets, token_type
+from nlakit.token_types import TOKEN_TYPES, error_buckets, token_type
 from nlakit.toyworld.truth import is_world_record, score_claims
 from nlakit.viewer.inputs import ViewerInput
 

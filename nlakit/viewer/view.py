@@ -16,10 +16,11 @@ import functools
 import http.server
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nlakit.atomic import write_text
+from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
 from nlakit.viewer.export import write_export
 from nlakit.viewer.inputs import read_inputs
@@ -30,14 +31,16 @@ PAGE = "index.html"
 
 
 @dataclass
-class ViewConfig:
-    runs: list[str] = field(default_factory=list)  # run directories or parquet tables, first leads
-    out: str | None = None  # output directory (None: the first run's eval/viewer/)
-    serve: bool = True  # serve the page on 127.0.0.1 until Ctrl-C
-    port: int = 8765  # port to serve on (0: any free port)
-    export: str | None = None  # also write every token as JSON to this file
-    context_chars: int = 600  # characters kept before each document's first token
-    title: str | None = None  # page title (None: the run names)
+class ViewConfig(Config):
+    """The explorer page of one or more evaluated runs, and its server."""
+
+    runs: list[str] = option(help="run directories or parquet tables, first leads", factory=list)
+    out: str | None = option(None, "output directory (None: the first run's eval/viewer/)")
+    serve: bool = option(True, "serve the page on 127.0.0.1 until Ctrl-C")
+    port: int = option(8765, "port to serve on (0: any free port)", ge=0, le=65535)
+    export: str | None = option(None, "also write every token as JSON to this file")
+    context_chars: int = option(600, "characters kept before each document's first token", ge=0)
+    title: str | None = option(None, "page title (None: the run names)")
 
 
 def default_out(first: str) -> Path:

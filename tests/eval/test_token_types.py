@@ -11,14 +11,12 @@ import pytest
 
 from nlakit.errors import NLAKitError
 from nlakit.eval.token_types import (
-    TOKEN_TYPES,
     TokenTypesConfig,
     _plot,
-    error_buckets,
-    token_type,
     token_types,
     type_stats,
 )
+from nlakit.token_types import TOKEN_TYPES, error_buckets, token_type
 
 
 @pytest.mark.parametrize(

@@ -95,16 +95,16 @@ def test_length_sweep_rows_become_conditions(eval_run, tmp_path):
 
 
 def test_runs_without_records_are_refused(eval_run, monkeypatch):
-    import nlakit.eval.rows as rows_module
+    import nlakit.eval.truth as truth_module
 
-    load_rows = rows_module.load_rows
+    load_rows = truth_module.load_rows
 
     def without_records(run, *args, **kwargs):
         rows = load_rows(run, *args, **kwargs)
         rows.columns.pop("record")
         return rows
 
-    monkeypatch.setattr(rows_module, "load_rows", without_records)
+    monkeypatch.setattr(truth_module, "load_rows", without_records)
     with pytest.raises(NLAKitError, match="needs a toy-world run"):
         truth_analysis(TruthConfig(run=str(eval_run), progress=False))
 

@@ -1,11 +1,11 @@
 import torch
 
 from nlakit.models import ActivationVerbalizer
+from nlakit.store.tables import load_table
 from nlakit.train import modules as M
 from nlakit.train.data import (
     BatchSampler,
     _templated_response,
-    load_table,
     pad_responses,
     response_ids,
     response_logprobs,

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from nlakit import NLA
+from nlakit.store.runs import read_metrics
+from nlakit.store.tables import load_table
 from nlakit.train import modules as M
-from nlakit.train.data import load_table, pad_responses, response_ids, response_logprobs
-from nlakit.train.logger import read_metrics
+from nlakit.train.data import pad_responses, response_ids, response_logprobs
 from nlakit.train.rl import RLConfig, _reference, rl
 
 FAST = dict(

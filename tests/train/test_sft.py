@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from nlakit import NLA
 from nlakit.errors import NLAKitError
-from nlakit.train.logger import read_metrics
+from nlakit.store.runs import read_metrics
 from nlakit.train.sft import SFTConfig, sft
 
 FAST = dict(batch_size=4, warmup=1, eval_every=0, save_every=0, eval_rows=16, progress=False)

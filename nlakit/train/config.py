@@ -1,0 +1,37 @@
+"""The fields `nlakit sft` and `nlakit rl` share: data, output, optimiser, LoRA,
+checkpoints and runtime. `SFTConfig` and `RLConfig` inherit them (same names, same
+defaults) and add their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
+
+
+@dataclass(kw_only=True)
+class TrainingConfig(Config):
+    """Fields shared by SFT and RL training runs."""
+
+    data: str = option(help="tables directory written by `nlakit build`")
+    out: str = option(help="run directory")
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    max_grad_norm: float = option(1.0, "clip the gradient norm to this", gt=0)
+    lora_rank: int = option(
+        0, "0 = full fine-tune (RL: a frozen copy is the KL reference); else the LoRA rank", ge=0
+    )
+    lora_alpha: float = option(
+        16.0, "LoRA α: adapters scale by α / rank (α / √rank with rslora)", gt=0
+    )
+    lora_targets: str = option(
+        "all-linear", "modules that get adapters: all-linear or comma-separated names"
+    )
+    rslora: bool = option(False, "rank-stabilised LoRA scaling (α / √rank)")
+    keep_checkpoints: int = option(2, "newest step checkpoints kept", ge=1)
+    seed: int = option(0, "seeds the data order, sampling and new weights", ge=0)
+    resume: bool = option(False, "continue from the newest checkpoint in `out`")
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    tensorboard: bool = option(False, "also log to TensorBoard (RUN/tensorboard)")
+    wandb: bool = option(False, "also log to Weights & Biases")
+    progress: bool = option(True, "show progress bars")
