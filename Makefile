@@ -8,12 +8,13 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow test-all lint bench clean browser
 
-# The demo needs the package and peft; the tests add the dev tools and the extras.
+# The demo needs the package, peft and matplotlib (its suggested next step plots); the
+# tests add the dev tools and the other extras.
 $(CORE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first: a bare `torch` requirement would pull the CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile $(TORCH)
-	$(PY) -m pip install -q --no-compile -e '.[train]'
+	$(PY) -m pip install -q --no-compile -e '.[train,plots]'
 	touch $(CORE)
 
 $(STAMP): $(CORE)

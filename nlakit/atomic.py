@@ -51,4 +51,4 @@ def write_json(path: str | os.PathLike, data) -> Path:
 def write_parquet(path: str | os.PathLike, table) -> Path:
     import pyarrow.parquet as pq
 
-    return write_atomic(path, lambda p: pq.write_table(table, p))
+    return write_atomic(path, lambda p: pq.write_table(table, p, write_page_checksum=True))

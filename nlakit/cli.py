@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from pathlib import Path
 from nlakit.config import DEVICE_HELP, DTYPES
 from nlakit.config_cli import Parser, add_config, config_from_args
 from nlakit.errors import NLAKitError
+from nlakit.store.guard import check_output_dir, check_output_file
 
 # --------------------------------------------------------------------------- verbs as functions
 
@@ -52,6 +54,10 @@ def info(path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = Non
     problems: list[str] = []
     if tok_dir is not None:
         problems = check(meta, load_tokenizer(tok_dir))
+    if isinstance(meta, ModelMeta):
+        problems += model_config_problems(
+            meta, Path(path) if Path(path).is_dir() else Path(path).parent
+        )
     return {
         "sidecar": str(sidecar_path(path)),
         "meta": meta,
@@ -60,49 +66,40 @@ def info(path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = Non
     }
 
 
+def model_config_problems(meta, model_dir: Path) -> list[str]:
+    """Where a model sidecar disagrees with its model's `config.json` (width, depth)."""
+    from transformers import AutoConfig
+
+    from nlakit.sites import text_config
+
+    if not (model_dir / "config.json").is_file():
+        return []
+    try:
+        config = text_config(AutoConfig.from_pretrained(str(model_dir)))
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"{model_dir / 'config.json'}: not a readable model config ({exc})"]
+    problems = []
+    width = getattr(config, "hidden_size", None)
+    if width is not None and width != meta.d_model:
+        problems.append(
+            f"{meta.source}: field `d_model`: expected {width} (the model's hidden size), "
+            f"got {meta.d_model}"
+        )
+    depth = getattr(config, "num_hidden_layers", None)
+    if meta.role == "av" and depth is not None and meta.layer is not None and meta.layer >= depth:
+        problems.append(
+            f"{meta.source}: field `extraction_layer_index`: expected a block index below "
+            f"{depth} (the model's depth), got {meta.layer}"
+        )
+    return problems
+
+
 def load_vectors(path: str | os.PathLike):
     """Activation vectors `[n, d]` from .npy, .safetensors, .pt or a parquet
-    `activation_vector` column."""
-    import numpy as np
-    import torch
+    `activation_vector` column (see `nlakit.store.vectors.read_vectors`)."""
+    from nlakit.store.vectors import read_vectors
 
-    path = Path(path)
-    if not path.is_file():
-        raise NLAKitError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        vectors = torch.from_numpy(np.load(path, allow_pickle=False))
-    elif suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-        if "vectors" not in tensors and len(tensors) != 1:
-            raise NLAKitError(
-                f"{path}: expected a tensor named 'vectors' or a single tensor, "
-                f"found {sorted(tensors)}"
-            )
-        vectors = tensors.get("vectors", next(iter(tensors.values())))
-    elif suffix == ".pt":
-        vectors = torch.load(path, map_location="cpu", weights_only=True)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        if "activation_vector" not in table.column_names:
-            raise NLAKitError(
-                f"{path}: no `activation_vector` column (columns: {table.column_names})"
-            )
-        column = table.column("activation_vector").combine_chunks()
-        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        vectors = torch.from_numpy(flat.reshape(len(column), -1))
-    else:
-        raise NLAKitError(
-            f"{path}: unknown vector file type {suffix!r}; use .npy, .safetensors, .pt or .parquet"
-        )
-    if not isinstance(vectors, torch.Tensor) or vectors.ndim not in (1, 2):
-        shape = list(vectors.shape) if isinstance(vectors, torch.Tensor) else type(vectors).__name__
-        raise NLAKitError(f"{path}: expected vectors of shape [n, d] or [d], found {shape}")
-    return vectors.float().reshape(-1, vectors.shape[-1])
+    return read_vectors(path)
 
 
 def explanation_rows(
@@ -114,6 +111,7 @@ def explanation_rows(
     positions: list[int] | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    vectors_source: str | None = None,
     **sampling,
 ) -> list[dict]:
     """Explain `vectors`, or the tokens of `text` under the target `model`; one dict per row."""
@@ -127,6 +125,11 @@ def explanation_rows(
             raise NLAKitError("--text needs --model (the target model the activations come from)")
         rows = nla.explain_text(model, text, positions=positions, **sampling)
         return [_row(r.position, r.token, r.explanation, r.mse_nrm, r.cos) for r in rows]
+    if vectors.shape[-1] != nla.d_model:
+        raise NLAKitError(
+            f"{vectors_source or 'vectors'}: vectors are {vectors.shape[-1]} wide, but this NLA "
+            f"reads d_model {nla.d_model}; were they extracted from another model?"
+        )
     explanations = nla.explain(vectors, **sampling)
     scores = nla.score(vectors, [e.text for e in explanations]) if nla.ar else None
     return [
@@ -195,9 +198,22 @@ def _cmd_info(args) -> None:
         print(f"\nvalidation against {report['validated_with']}: FAILED")
         for problem in report["problems"]:
             print(f"  - {problem}")
-        raise SystemExit(1)
+        raise NLAKitError(
+            f"{report['sidecar']}: validation failed ({len(report['problems'])} problem(s): "
+            + "; ".join(report["problems"])
+            + "); see the list above"
+        )
     else:
         print(f"\nvalidation against {report['validated_with']}: ok")
+
+
+def _check_runtime(args) -> None:
+    """--device names a device this machine has (before any model loads)."""
+    from nlakit.config import device_problem
+
+    problem = device_problem(getattr(args, "device", None))
+    if problem is not None:
+        raise NLAKitError(f"--device {problem}.")
 
 
 def _sampling(args) -> dict:
@@ -220,6 +236,9 @@ def _cmd_explain(args) -> None:
     if (args.vectors is None) == (args.text is None):
         raise NLAKitError("pass exactly one of --vectors FILE or --model DIR --text TEXT")
     sampling = _sampling(args)
+    _check_runtime(args)
+    if args.out:
+        check_output_file(args.out, args.force)
     vectors = load_vectors(args.vectors) if args.vectors else None
     av = args.nla or args.av
     released = resolve(av)
@@ -235,6 +254,7 @@ def _cmd_explain(args) -> None:
         positions=args.positions,
         device=args.device,
         dtype=args.dtype,
+        vectors_source=args.vectors,
         **sampling,
     )
     print(format_table(rows))
@@ -247,19 +267,33 @@ def _cmd_reconstruct(args) -> None:
 
     from nlakit.nla import NLA
 
+    _check_runtime(args)
+    if args.out:
+        if Path(args.out).suffix != ".npy":
+            raise NLAKitError(
+                f"--out {args.out}: predictions are written as .npy; name a .npy file"
+            )
+        check_output_file(args.out, args.force)
     nla = NLA.from_pretrained(ar=args.ar, device=args.device, dtype=args.dtype)
     pred = nla.reconstruct(args.text)
     for text, vector in zip(args.text, pred, strict=True):
         head = ", ".join(f"{x:.3f}" for x in vector[:6].tolist())
         print(f"norm {vector.norm():9.3f}  [{head}, …]  ← {text[:60]!r}")
     if args.out:
-        np.save(args.out, pred.numpy())
+        from nlakit.atomic import write_atomic
+
+        def save(path: Path) -> None:
+            with open(path, "wb") as f:  # a file object: np.save would add `.npy` to a name
+                np.save(f, pred.numpy())
+
+        write_atomic(args.out, save)
         print(f"wrote {tuple(pred.shape)} predictions to {args.out}")
 
 
 def _cmd_tiny(args) -> None:
     from nlakit.tiny import write_tiny
 
+    check_output_dir(args.out)
     paths = write_tiny(args.out, arch=args.arch, layer=args.layer, seed=args.seed)
     for name, path in paths.items():
         print(f"{name:>6}: {path}")
@@ -315,6 +349,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--positions", type=int, nargs="+", help="token positions (default: all)")
     p.add_argument("--seed", type=int, help="sampling seed (default: unseeded)")
     p.add_argument("--out", help="also write the rows as JSONL")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_runtime(p)
     p.set_defaults(func=_cmd_explain)
     if chosen == "explain":
@@ -326,6 +361,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--ar", required=True, help="AR directory, Hub id, or released NLA name")
     p.add_argument("--text", required=True, action="append", help="explanation (repeatable)")
     p.add_argument("--out", help="write the predictions [n, d] as .npy")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_runtime(p)
     p.set_defaults(func=_cmd_reconstruct)
 
@@ -362,18 +398,59 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def os_error_message(exc: OSError) -> str:
+    """An `OSError` (disk full, permissions, a file where a directory should be) as one
+    line naming the path and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or type(exc).__name__
+    fixes = {
+        "ENOSPC": "free some space (completed files are kept; --resume continues)",
+        "EACCES": "fix the permissions or choose another path",
+        "EROFS": "choose a path on a writable file system",
+        "ENOTDIR": "a file stands where a directory is needed; choose another path",
+        "EISDIR": "a directory stands where a file is needed; choose another path",
+    }
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{where}: {reason}; {fixes.get(name, 'check the path and try again')}."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; bad input (an `NLAKitError`) is one line on stderr and exit code 2.
 
-    Usage errors exit 2 from the parser itself (`SystemExit`), also in one line."""
+    Usage errors exit 2 from the parser itself (`SystemExit`), also in one line. An
+    operating-system error (disk full, no permission) is one line and exit 2 too; an
+    unexpected exception is a bug: one line and exit 1, the traceback with
+    `NLAKIT_DEBUG=1`."""
     args = build_parser(argv).parse_args(argv)
+    verb = " ".join(v for v in (args.verb, getattr(args, "toyworld_verb", None)) if v)
     try:
         args.func(args)
     except NLAKitError as exc:
-        verb = " ".join(v for v in (args.verb, getattr(args, "toyworld_verb", None)) if v)
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"nlakit {verb}: error: {message}", file=sys.stderr)
+        print(f"nlakit {verb}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if os.environ.get("NLAKIT_DEBUG"):
+            raise
+        print(f"nlakit {verb}: error: {_one_line(os_error_message(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nlakit {verb}: interrupted (finished work is kept; --resume continues)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    except Exception as exc:
+        if os.environ.get("NLAKIT_DEBUG"):
+            raise
+        print(
+            f"nlakit {verb}: internal error ({type(exc).__name__}: {_one_line(exc)[:300]}); "
+            "this is a bug in nlakit: please report it with the command, and run it again "
+            "with NLAKIT_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

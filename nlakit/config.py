@@ -116,12 +116,34 @@ def option_name(f: dataclasses.Field) -> str:
     return f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
 
 
+def device_problem(device: str | None) -> str | None:
+    """Why `device` cannot be used here (unknown name, no CUDA), or None when it can."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"must be a device such as cuda, cuda:1 or cpu, got {device!r}"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"is {device!r} but this machine has no CUDA device; use --device cpu"
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            return f"is {device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif parsed.type not in ("cpu", "mps"):
+        return f"must be cuda, cuda:N or cpu, got {device!r}"
+    return None
+
+
 def check_config(config: Any) -> None:
-    """Raise one `ConfigError` naming every field whose value is out of range."""
+    """Raise one `ConfigError` naming every field whose value is out of range (and a
+    `device` that this machine does not have)."""
     bad = [
         (f, problem)
         for f in dataclasses.fields(config)
         if (problem := value_problem(f, getattr(config, f.name))) is not None
+        or (f.name == "device" and (problem := device_problem(getattr(config, f.name))))
     ]
     if bad:
         problems = "; ".join(f"{f.name} {problem}" for f, problem in bad)
@@ -144,13 +166,17 @@ def read_recipe(path: str | os.PathLike) -> dict:
     """The YAML mapping in `path` (a recipe), or a `ConfigError` saying what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such recipe file")
+        raise ConfigError(f"--config {path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be a recipe") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a recipe is a YAML file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -39,3 +39,18 @@ def field_error(
     if fix:
         message += f" {fix}"
     return cls(message)
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or raise an `NLAKitError` saying how to install it
+    (`pip install 'nlakit[extra]'`)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise NLAKitError(
+            f"{purpose} needs the `{package}` package, which is not installed: "
+            f"pip install 'nlakit[{extra}]' (or pip install {package})"
+        ) from None

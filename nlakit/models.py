@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nlakit import sites
-from nlakit.errors import CheckpointError, MetaError, field_error
+from nlakit.errors import CheckpointError, MetaError, NLAKitError, field_error
 from nlakit.injection import build_inputs_embeds
 from nlakit.meta import (
     ModelMeta,
@@ -38,7 +38,7 @@ from nlakit.meta import (
     with_role,
     write_meta,
 )
-from nlakit.store.names import MODEL_CONFIG, VALUE_HEAD_FILE
+from nlakit.store.names import MODEL_CONFIG, SIDECAR_NAME, VALUE_HEAD_FILE
 from nlakit.store.readers import read_safetensors
 
 # transformers' Auto classes and huggingface_hub are imported where a model is loaded
@@ -61,6 +61,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """`None` means CUDA when available, else CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        return device
+    from nlakit.config import device_problem
+
+    problem = device_problem(device)
+    if problem is not None:
+        raise NLAKitError(f"--device {problem}.")
     return torch.device(device)
 
 
@@ -115,17 +122,24 @@ def _read_model_meta(path: Path, role: str) -> ModelMeta:
     meta = read_meta(path)
     if not isinstance(meta, ModelMeta):
         raise field_error(MetaError, meta.source, "kind", "nla_model", "nla_dataset")
+    check_role(meta, role)
+    return meta
+
+
+ROLE_NAMES = {"av": "verbalizer (AV)", "ar": "reconstructor (AR)"}
+
+
+def check_role(meta: ModelMeta, role: str) -> None:
+    """A sidecar of the `role` expected (`av` or `ar`); a mix-up names both options."""
     if meta.role != role:
-        other = {"av": "the verbalizer (--av)", "ar": "the reconstructor (--ar)"}[meta.role]
         raise field_error(
             MetaError,
             meta.source,
             "role",
-            repr(role),
+            f"{role!r} (a {ROLE_NAMES[role]}, for --{role})",
             repr(meta.role),
-            f"This directory holds {other}.",
+            f"This directory holds the {ROLE_NAMES[meta.role]}: pass it as --{meta.role}.",
         )
-    return meta
 
 
 def _check_contract(model: nn.Module, tokenizer: Any, meta: ModelMeta, template: str) -> None:
@@ -523,3 +537,10 @@ class ActivationReconstructor(nn.Module):
             enc = self.tokenize([explanations[i] for i in rows])
             out[rows] = self(**enc).float().cpu()
         return out
+
+
+def check_role_at(path: str | os.PathLike, role: str) -> None:
+    """When `path` is a local directory with a sidecar, it must be of `role` (checked
+    before any weights load; a base model or a Hub id passes, and is read later)."""
+    if (Path(path) / SIDECAR_NAME).is_file():
+        _read_model_meta(Path(path), role)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nlakit.config_cli import add_config, config_from_args
+from nlakit.errors import NLAKitError
 
 
 def _cmd_extract(args) -> None:
@@ -36,6 +37,14 @@ def _cmd_teach(args) -> None:
         + (f", ${cost:.4f}" if cost is not None else ", cost unknown (pass --price-*)")
     )
     print(f"wrote {report['explanations']}")
+    failures = report.get("failures") or {}
+    if failures:
+        causes = ", ".join(f"{cause} {n}" for cause, n in failures.items())
+        raise NLAKitError(
+            f"--teacher {report['teacher']}: {sum(failures.values())} of {report['requests']} "
+            f"requests failed ({causes}); the rest are written. Fix the cause and run the same "
+            "command again: finished answers come from the cache, only the failed are asked."
+        )
 
 
 def _cmd_build(args) -> None:

@@ -41,6 +41,7 @@ from nlakit.data.positions import parse_fractions, sample_positions, split_for
 from nlakit.errors import NLAKitError
 from nlakit.meta import SQRT_D, DatasetMeta, ExtractionMeta, write_meta
 from nlakit.models import load_causal_lm
+from nlakit.store.guard import LOCK_FILE, check_output_dir, locked
 from nlakit.store.names import MANIFEST
 from nlakit.store.readers import read_json
 from nlakit.store.vectors import VECTOR_COLUMN, vector_column
@@ -129,16 +130,16 @@ def _new_manifest(config: ExtractConfig) -> dict:
     }
 
 
-def open_manifest(out: Path, config: ExtractConfig) -> dict:
-    """The manifest to continue from: new, resumed, or repaired after a broken shard."""
+def open_manifest(out: Path, config: ExtractConfig, repair: bool = True) -> dict:
+    """The manifest to continue from: new, resumed, or (with `repair`, which writes)
+    repaired after a broken shard. Without `repair` it only reads and checks."""
     path = out / MANIFEST
     if not path.exists():
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
             raise NLAKitError(
-                f"{out}: exists, is not empty, and holds no extraction ({MANIFEST}); choose "
-                "another --out."
+                f"--out {out}: exists, is not empty, and holds no extraction ({MANIFEST}); "
+                "choose another --out."
             )
-        out.mkdir(parents=True, exist_ok=True)
         return _new_manifest(config)
     manifest = read_json(path, "the extraction's manifest", _MANIFEST_FIX)
     if manifest.get("identity_hash") != config.identity_hash():
@@ -155,7 +156,10 @@ def open_manifest(out: Path, config: ExtractConfig) -> dict:
         except Exception:
             rows = -1
         if rows != entry["rows"]:
-            print(f"{out / entry['file']}: missing or damaged; re-extracting from that shard on.")
+            if repair:
+                print(
+                    f"{out / entry['file']}: missing or damaged; re-extracting from that shard on."
+                )
             break
         good.append(entry)
     if len(good) < len(manifest["shards"]):
@@ -163,6 +167,8 @@ def open_manifest(out: Path, config: ExtractConfig) -> dict:
         manifest["next_record"] = good[-1]["next_record"] if good else 0
         manifest["stats"] = dict(good[-1]["stats"]) if good else {}
         manifest["complete"] = False
+    if not repair:
+        return manifest
     listed = {e["file"] for e in manifest["shards"]}
     for stray in out.glob("shard_*.parquet*"):
         if stray.name not in listed:
@@ -280,8 +286,8 @@ class _Run:
 
 def extract(config: ExtractConfig, progress: bool = True) -> dict:
     """Run (or resume) an extraction; returns the final manifest."""
-    out = Path(config.out)
-    manifest = open_manifest(out, config)
+    out = check_output_dir(config.out)
+    manifest = open_manifest(out, config, repair=False)  # checks before any write
     if manifest["complete"]:
         return manifest
     min_pos = config.min_pos
@@ -294,6 +300,12 @@ def extract(config: ExtractConfig, progress: bool = True) -> dict:
         config.model, config.device, config.dtype, config.trust_remote_code
     )
     sites.check_layer(model, config.layer)
+    with locked(out, "extraction directory"):
+        manifest = open_manifest(out, config)  # again, under the lock; repairs a broken tail
+        return _extract(config, out, manifest, model, tokenizer, min_pos, fractions, progress)
+
+
+def _extract(config, out, manifest, model, tokenizer, min_pos, fractions, progress) -> dict:
     special = set(tokenizer.all_special_ids)
     run = _Run(out, config, manifest, config.layer)
     options = CorpusOptions(

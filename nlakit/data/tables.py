@@ -21,13 +21,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from nlakit.atomic import write_json
-from nlakit.config import Config, option
+from nlakit.config import Config, ConfigError, option
 from nlakit.data.extract import load_rows
 from nlakit.data.positions import SPLITS
 from nlakit.errors import NLAKitError
@@ -43,6 +44,7 @@ from nlakit.meta import (
 )
 from nlakit.metrics import FVEBaseline
 from nlakit.models import load_tokenizer, local_dir
+from nlakit.store.guard import LOCK_FILE, check_output_dir, locked
 from nlakit.store.names import BASELINE_FILE, BUILD_RECORD, EXPLANATIONS_DIR, table_file
 from nlakit.store.readers import read_json, read_parquet
 from nlakit.store.tables import write_table
@@ -81,11 +83,53 @@ class BuildConfig(Config):
         None, "AR prompt template with {explanation} (default: nlakit's)"
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, placeholder in (
+            ("av_template", "injection_char"),
+            ("ar_template", "explanation"),
+        ):
+            problem = template_problem(getattr(self, name), placeholder)
+            if problem:
+                raise ConfigError(f"--{name.replace('_', '-')}: {problem}")
+
     def identity_hash(self) -> str:
         blob = json.dumps(
             {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}, sort_keys=True
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def template_problem(template: str | None, placeholder: str) -> str | None:
+    """Why `template` cannot be a prompt template with one `{placeholder}` (and no other
+    field), or None when it can (or is None: the default)."""
+    if template is None:
+        return None
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        return f"not a valid template ({exc}); write literal braces as {{{{ and }}}}"
+    if fields.count(placeholder) != 1 or len(fields) != 1:
+        return (
+            f"expected a template containing `{{{placeholder}}}` once and no other `{{…}}` "
+            f"field, got {template!r}"
+        )
+    return None
+
+
+def tokenizer_mismatches(tokenizer, token_ids: list[int], tokens: list[str]) -> list[str]:
+    """The extracted (id, token) pairs that `tokenizer` decodes differently: the
+    extraction's tokenizer is another one when any do."""
+    bad = []
+    for token_id, token in zip(token_ids, tokens, strict=True):
+        got = (
+            tokenizer.decode([token_id], skip_special_tokens=False)
+            if 0 <= token_id < len(tokenizer)
+            else None
+        )
+        if got != token:
+            bad.append(f"id {token_id}: {token!r} extracted, {got!r} here")
+    return bad
 
 
 def teacher_slug(spec: str) -> str:
@@ -165,8 +209,9 @@ def build_tables(config: BuildConfig) -> dict:
             f"{out}: holds tables built with other settings ({record.get('config')}); "
             "it is left as is. Choose another --out."
         )
-    if out.exists() and any(out.iterdir()):
-        raise NLAKitError(f"{out}: exists and is not empty; choose another --out.")
+    check_output_dir(out)
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise NLAKitError(f"--out {out}: exists and is not empty; choose another --out.")
     base = read_meta(config.data)
     if not isinstance(base, DatasetMeta) or base.stage != "base":
         raise NLAKitError(f"{base.source}: expected the sidecar of an extraction (stage base).")
@@ -201,11 +246,28 @@ def build_tables(config: BuildConfig) -> dict:
     rows = load_rows(config.data)
     if rows.schema.field(VECTOR_COLUMN).type.list_size != ex.d_model:
         raise NLAKitError(f"{config.data}: activation width disagrees with the sidecar d_model.")
+    sample = rows.slice(0, 256)
+    bad = tokenizer_mismatches(
+        tokenizer, sample["token_id"].to_pylist(), sample["token"].to_pylist()
+    )
+    if bad:
+        raise NLAKitError(
+            f"--tokenizer {config.tokenizer or ex.base_model}: not the tokenizer the activations "
+            f"in {config.data} were extracted with ({len(bad)} of {sample.num_rows} tokens "
+            f"differ, e.g. {bad[0]}); pass the extracted model's tokenizer."
+        )
     expl_path = explanations_path(config.data, config.teacher)
     ok, status_counts = _ok_explanations(expl_path)
+    with locked(out, "tables directory"):
+        return _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_counts)
+
+
+def _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_counts) -> dict:
+    """Write the four tables, the baseline and the build record (under the lock)."""
+    ex = base.extraction
+    record_path = out / BUILD_RECORD
     keys = list(zip(rows["doc_id"].to_pylist(), rows["position"].to_pylist(), strict=True))
     splits = rows["split"].to_pylist()
-    out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for stage in SPLITS:
         index = [

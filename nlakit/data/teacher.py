@@ -294,6 +294,34 @@ def _describe(exc: Exception) -> str:
     return redact_secrets(message)
 
 
+_CAUSES = (  # (words in a failure message, the cause it is counted under)
+    (("max_requests",), "max_requests reached"),
+    (("connect", "refused", "unreachable", "name or service", "nodename"), "connection failed"),
+    (("timed out", "timeout"), "timed out"),
+    (("json", "decode", "malformed", "unexpected response"), "malformed response"),
+    (("401", "403", "api key", "authentication", "permission"), "authentication"),
+    (("429", "rate limit"), "rate limited"),
+)
+
+
+def failure_cause(message: str) -> str:
+    """The cause a failed request is counted under (`HTTP 500`, `connection failed`, …)."""
+    text = message.lower()
+    status = re.search(r"\b(?:http|status)\D{0,3}([45]\d\d)\b", text)
+    if status and status.group(1) not in ("401", "403", "429"):
+        return f"HTTP {status.group(1)}"
+    for words, cause in _CAUSES:
+        if any(w in text for w in words):
+            return cause
+    return message.split(":")[0][:60] or "unknown"
+
+
+def failure_counts(results) -> dict[str, int]:
+    """Failed requests (status `error`) by cause, most frequent first."""
+    causes = Counter(failure_cause(r.error) for r in results if r.status == "error")
+    return dict(causes.most_common())
+
+
 def _result(key: str, completion: Completion, cached: bool) -> TeachResult:
     explanation, status = parse_reply(completion.text)
     return TeachResult(
@@ -369,12 +397,16 @@ def teach_sync(
     prompt_of: Callable[[TeachRequest], str] = teacher_prompt,
 ) -> list[TeachResult]:
     """`teach_all` from synchronous code: the teacher is made inside the event loop (its
-    async client binds to it), closed after, and the cache at `cache_path` is closed."""
-    cache = TeacherCache(cache_path) if cache_path is not None else None
+    async client binds to it), closed after, and the cache at `cache_path` is closed. The
+    cache is opened once the teacher is made: a bad spec or a missing key writes nothing."""
+    opened: list[TeacherCache] = []
 
     async def main() -> list[TeachResult]:
         teacher = new_teacher()
+        if cache_path is not None:
+            opened.append(TeacherCache(cache_path))
         try:
+            cache = opened[0] if opened else None
             return await teach_all(teacher, requests, config, cache, progress, prompt_of)
         finally:
             await teacher.aclose()
@@ -382,7 +414,7 @@ def teach_sync(
     try:
         return asyncio.run(main())
     finally:
-        if cache is not None:
+        for cache in opened:
             cache.close()
 
 
@@ -415,6 +447,7 @@ def run_teacher(
         "calls": sum(1 for r in paid if r.error != MAX_REQUESTS_REACHED),
         "cache_hits": len(results) - len(paid),
         "status_counts": {status: counts[status] for status in STATUSES},
+        "failures": failure_counts(results),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cost_usd": estimate_cost(spec, input_tokens, output_tokens, config),

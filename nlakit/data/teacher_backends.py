@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from nlakit.errors import NLAKitError
+from nlakit.errors import NLAKitError, require
 
 if TYPE_CHECKING:
     from nlakit.data.teacher import TeacherConfig
@@ -139,14 +139,13 @@ class AnthropicTeacher(Teacher):
     """Claude through the Messages API (`anthropic.AsyncAnthropic`)."""
 
     def __init__(self, model: str, base_url: str | None = None):
+        anthropic = require("anthropic", "teachers", f"teacher anthropic:{model}")
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise NLAKitError(
                 f"teacher anthropic:{model} needs an API key: set the ANTHROPIC_API_KEY "
                 "environment variable."
             )
-        import anthropic
-
         self.spec = f"anthropic:{model}"
         self.model = model
         # base_url=None lets the SDK read ANTHROPIC_BASE_URL.
@@ -202,6 +201,7 @@ class OpenAITeacher(Teacher):
     """Any OpenAI-compatible Chat Completions server (`openai.AsyncOpenAI`)."""
 
     def __init__(self, model: str, base_url: str | None = None):
+        openai = require("openai", "teachers", f"teacher openai:{model}")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -213,8 +213,6 @@ class OpenAITeacher(Teacher):
                     "Ollama or llama.cpp needs none: pass openai:MODEL@http://localhost:PORT/v1)."
                 )
             key = LOCAL_PLACEHOLDER_KEY
-        import openai
-
         self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
         self.model = model
         # OpenAI's own newer models reject `max_tokens`; other servers may know only it.
@@ -361,7 +359,7 @@ def make_teacher(spec: str, **kwargs: Any) -> Teacher:
     scheme, sep, rest = spec.partition(":")
     if not sep or not rest or scheme not in ("anthropic", "openai", "hf"):
         raise NLAKitError(
-            f"teacher spec {spec!r} is not understood; expected one of: " + "; ".join(SPEC_FORMS)
+            f"--teacher {spec!r}: not understood; expected one of: " + "; ".join(SPEC_FORMS)
         )
     if scheme == "anthropic":
         return AnthropicTeacher(rest, **kwargs)

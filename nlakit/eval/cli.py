@@ -9,32 +9,13 @@ nlakit report RUN                                              one page: Markdow
 
 from __future__ import annotations
 
-import importlib
 import json
 
 from nlakit.config import DEVICE_HELP
 from nlakit.config_cli import add_config, config_from_args
-
-# name → (module, config class, entry function, output directory name)
-ANALYSES = {
-    "tokens": ("nlakit.eval.token_types", "TokenTypesConfig", "token_types", "token_types"),
-    "format": ("nlakit.eval.formats", "FormatsConfig", "explanation_format", "format"),
-    "ablation": ("nlakit.eval.ablation", "AblationConfig", "paragraph_ablation", "ablation"),
-    "stego": ("nlakit.eval.stego", "StegoConfig", "steganography", "stego"),
-    "text-baseline": (
-        "nlakit.eval.text_baseline",
-        "TextBaselineConfig",
-        "text_baseline",
-        "text_baseline",
-    ),
-    "truth": ("nlakit.eval.truth", "TruthConfig", "truth_analysis", "truth"),
-}
-SWEEPS = {"length": ("nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep")}
-
-
-def _load(spec: tuple[str, str, str, str]):
-    module = importlib.import_module(spec[0])
-    return getattr(module, spec[1]), getattr(module, spec[2])
+from nlakit.errors import require
+from nlakit.eval.analyses import ANALYSES, SWEEPS
+from nlakit.eval.analyses import load as _load
 
 
 def _headline(summary: dict, limit: int = 12) -> str:
@@ -44,12 +25,6 @@ def _headline(summary: dict, limit: int = 12) -> str:
         if isinstance(v, int | float) and not isinstance(v, bool)
     ]
     return ", ".join(numbers[:limit])
-
-
-def run_analysis(name: str, run: str, **options) -> dict:
-    """Run one analysis by its CLI name on `run` (a Python entry to `nlakit analyze`)."""
-    config_cls, entry = _load(ANALYSES[name])
-    return entry(config_cls(run=run, **options))
 
 
 def analyze_all(run: str, device: str | None = None, skip_missing: bool = True) -> dict:
@@ -75,6 +50,7 @@ def analyze_all(run: str, device: str | None = None, skip_missing: bool = True) 
 
 
 def _cmd_eval(args) -> None:
+    require("matplotlib", "plots", "`nlakit eval` (its plot.png)")  # before any work
     import dataclasses
 
     from nlakit.eval.cross import cross_table, print_cross
@@ -94,6 +70,7 @@ def _cmd_eval(args) -> None:
 
 
 def _cmd_analyze(args) -> None:
+    require("matplotlib", "plots", "`nlakit analyze` (its plot.png)")  # before any work
     if args.name == "all":
         analyze_all(args.run, getattr(args, "device", None))
         print(f"wrote {args.run}/eval/report/report.html")
@@ -103,17 +80,18 @@ def _cmd_analyze(args) -> None:
     config = config_from_args(config_cls, args)
     summary = entry(config)
     print(f"{args.name}: {_headline(summary)}")
-    print(f"wrote {config.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+    print(f"wrote {config.run}/eval/{spec.out_dir}/ (table.csv, summary.json, plot.png)")
 
 
 def _cmd_sweep(args) -> None:
+    require("matplotlib", "plots", "`nlakit sweep` (its plot.png)")  # before any work
     spec = SWEEPS[args.kind]
     config_cls, entry = _load(spec)
     given = {"lambdas": " ".join(args.lambdas)} if getattr(args, "lambdas", None) else {}
     config = config_from_args(config_cls, args, **given)
     summary = entry(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
-    print(f"wrote {config.run}/eval/{spec[3]}/ (table.csv, summary.json, plot.png)")
+    print(f"wrote {config.run}/eval/{spec.out_dir}/ (table.csv, summary.json, plot.png)")
 
 
 def _cmd_report(args) -> None:

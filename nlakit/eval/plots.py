@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from nlakit.errors import NLAKitError
+from nlakit.errors import require
 
 
 def pyplot():
@@ -16,12 +16,7 @@ def pyplot():
 
     Imported here, not at the top: matplotlib is an optional extra, and importing it
     costs a second that `nlakit report` and the tables-only paths need not pay."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise NLAKitError(
-            "plots need matplotlib: pip install 'nlakit[plots]' (or pip install matplotlib)"
-        ) from None
+    matplotlib = require("matplotlib", "plots", "plots")
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -108,6 +108,8 @@ def read_yaml(
         data = yaml.safe_load(_text(path, "YAML", what, fix))
     except yaml.YAMLError as exc:
         raise _parse_failure(path, "YAML", exc, what, fix) from None
+    except RecursionError:
+        raise _message(path, "YAML nested too deeply to read", what, fix) from None
     return _check_kind(path, data, expect, what, fix)
 
 
@@ -149,7 +151,11 @@ def read_parquet(
         if missing:
             raise _message(path, f"no column(s) {missing} (it has {schema.names})", what, fix)
     try:
-        return pq.read_table(path, columns=None if columns is None else list(columns))
+        return pq.read_table(
+            path,
+            columns=None if columns is None else list(columns),
+            page_checksum_verification=True,  # files nlakit writes carry page checksums
+        )
     except Exception as exc:
         raise _parse_failure(path, "parquet", exc, what, fix) from None
 
@@ -164,7 +170,10 @@ def read_npy(path: PathLike, what: str = "a NumPy array", fix: str = DEFAULT_FIX
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # ValueError, EOFError, OSError, UnpicklingError
         raise _parse_failure(path, "npy", exc, what, fix) from None
-    return _check_kind(path, data, np.ndarray, what, fix)
+    data = _check_kind(path, data, np.ndarray, what, fix)
+    if data.dtype.kind not in "biuf":
+        raise _message(path, f"holds an array of dtype {data.dtype}, not numbers", what, fix)
+    return data
 
 
 # torch and safetensors are imported by the two tensor readers alone: the viewer and

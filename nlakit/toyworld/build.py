@@ -29,6 +29,7 @@ import torch
 from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
 from nlakit.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE
+from nlakit.store.guard import check_output_dir
 from nlakit.store.names import BUILD_RECORD
 from nlakit.store.readers import read_json
 from nlakit.tiny import build_tokenizer
@@ -163,7 +164,7 @@ def _check_existing(out: Path, config: WorldConfig) -> dict | None:
 
 def build_world(out: str | os.PathLike, config: WorldConfig, progress: bool = True) -> dict:
     """Build the world into `out` (or return the record of the identical one there)."""
-    out = Path(out)
+    out = check_output_dir(out)
     existing = _check_existing(out, config)
     if existing is not None:
         return {**existing, "cached": True}
@@ -197,7 +198,7 @@ def build_world(out: str | os.PathLike, config: WorldConfig, progress: bool = Tr
     tmp = out.parent / f".{out.name}.building-{config.settings_hash()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    pq.write_table(corpus_table(docs, splits), tmp / "corpus.parquet")
+    pq.write_table(corpus_table(docs, splits), tmp / "corpus.parquet", write_page_checksum=True)
     tokenizer.save_pretrained(str(tmp / "tokenizer"))
     model.save_pretrained(str(tmp / "model"))
     tokenizer.save_pretrained(str(tmp / "model"))

@@ -30,6 +30,9 @@ class TrainingConfig(Config):
     keep_checkpoints: int = option(2, "newest step checkpoints kept", ge=1)
     seed: int = option(0, "seeds the data order, sampling and new weights", ge=0)
     resume: bool = option(False, "continue from the newest checkpoint in `out`")
+    allow_changes: str = option(
+        "", "with --resume: settings that may differ from the run's, comma-separated (steps,lr)"
+    )
     device: str | None = option(None, DEVICE_HELP)
     dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
     tensorboard: bool = option(False, "also log to TensorBoard (RUN/tensorboard)")

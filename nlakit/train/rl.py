@@ -38,7 +38,7 @@ from nlakit.errors import NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.meta import check_pair
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
-from nlakit.models import ActivationVerbalizer
+from nlakit.models import ActivationVerbalizer, check_role_at
 from nlakit.store.names import BASELINE_FILE, table_file
 from nlakit.store.tables import check_agrees, load_table
 from nlakit.train import checkpoint as ckpt
@@ -56,6 +56,7 @@ from nlakit.train.losses import (
     moving_average,
     rewards,
 )
+from nlakit.train.run_dir import prepare_run, run_lock
 
 
 @dataclass
@@ -121,7 +122,15 @@ def rl(config: RLConfig) -> dict:
         )
     if not config.lr >= 0:
         raise NLAKitError(f"lr: expected ≥ 0 (0 = scaled to the model's width), got {config.lr}.")
+    check_role_at(config.av, "av")
+    check_role_at(config.ar, "ar")
+    latest = prepare_run(config)  # before anything is written
     ctx = init_distributed(config.device)
+    with run_lock(config.out, ctx.main):
+        return _rl(config, ctx, latest)
+
+
+def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     tables, out = Path(config.data), Path(config.out)
     if config.batch_size % ctx.world:
         raise NLAKitError(f"batch_size {config.batch_size} must divide over {ctx.world} ranks")
@@ -169,12 +178,6 @@ def rl(config: RLConfig) -> dict:
         out, ctx.main, config.tensorboard, config.wandb, dataclasses.asdict(config), "nlakit-rl"
     )
     step, skipped, reward_avg = 0, 0, None
-    latest = ckpt.latest_checkpoint(out)
-    if latest is not None and not config.resume:
-        raise NLAKitError(
-            f"{out}: holds a run already ({latest.name}); pass --resume to "
-            "continue it, or choose another --out."
-        )
     if latest is not None:
         state = ckpt.load_checkpoint(latest, modules, opts, scheds, {"sampling": generator})
         step, skipped = state["step"], state["skipped_steps"]

@@ -41,6 +41,7 @@ from nlakit.train.data import (
 from nlakit.train.distributed import init_distributed, shutdown, wrap
 from nlakit.train.logger import RunLogger
 from nlakit.train.losses import ar_loss
+from nlakit.train.run_dir import prepare_run, run_lock
 
 
 @dataclass
@@ -128,7 +129,13 @@ def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | Non
 def sft(config: SFTConfig) -> dict:
     """Run (or resume) SFT; returns the final evaluation."""
     _check(config)
+    latest = prepare_run(config)  # before anything is written
     ctx = init_distributed(config.device)
+    with run_lock(config.out, ctx.main):
+        return _sft(config, ctx, latest)
+
+
+def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
     tables, out = Path(config.data), Path(config.out)
     table = load_table(
         tables / table_file(f"{config.role}_sft"),
@@ -156,12 +163,6 @@ def sft(config: SFTConfig) -> dict:
         f"nlakit-sft-{config.role}",
     )
     step, skipped = 0, 0
-    latest = ckpt.latest_checkpoint(out)
-    if latest is not None and not config.resume:
-        raise NLAKitError(
-            f"{out}: holds a run already ({latest.name}); pass --resume to "
-            "continue it, or choose another --out."
-        )
     if latest is not None:
         state = ckpt.load_checkpoint(
             latest, {config.role: model}, {config.role: optimizer}, {config.role: scheduler}

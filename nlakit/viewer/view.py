@@ -22,6 +22,7 @@ from pathlib import Path
 from nlakit.atomic import write_text
 from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
+from nlakit.store.guard import check_output_dir, check_output_file
 from nlakit.viewer.export import write_export
 from nlakit.viewer.inputs import read_inputs
 from nlakit.viewer.page import render_page
@@ -39,6 +40,7 @@ class ViewConfig(Config):
     serve: bool = option(True, "serve the page on 127.0.0.1 until Ctrl-C")
     port: int = option(8765, "port to serve on (0: any free port)", ge=0, le=65535)
     export: str | None = option(None, "also write every token as JSON to this file")
+    force: bool = option(False, "overwrite the --export file if it exists")
     context_chars: int = option(600, "characters kept before each document's first token", ge=0)
     title: str | None = option(None, "page title (None: the run names)")
 
@@ -56,8 +58,11 @@ def build_viewer(config: ViewConfig) -> dict:
         raise NLAKitError(f"context_chars must be ≥ 0, got {config.context_chars}.")
     start = time.perf_counter()
     inputs = read_inputs(config.runs)
-    payload = build_payload(inputs, config.context_chars, config.title)
     out = Path(config.out) if config.out else default_out(config.runs[0])
+    check_output_dir(out)
+    if config.export:
+        check_output_file(config.export, config.force, "--export")
+    payload = build_payload(inputs, config.context_chars, config.title)
     page = write_text(out / PAGE, render_page(payload))
     result = {
         "page": str(page),

@@ -36,6 +36,7 @@ def losses(run_dir) -> list[float]:
     ]
 
 
+@pytest.mark.slow  # two torchrun launches per role: about 50 s
 @pytest.mark.parametrize("role", ["av", "ar"])
 def test_sft_two_ranks_equal_one(role, small_tables, tmp_path):
     args = [

@@ -145,6 +145,7 @@ def _cli(small_tables, pair, out, steps, resume=False):
     return argv + (["--resume", "true"] if resume else [])
 
 
+@pytest.mark.slow  # three RL processes: about 50 s
 def test_sigkill_mid_run_then_resume_reproduces_the_run(small_tables, trained_pair, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
