@@ -346,7 +346,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="target model directory or Hub id (with --text; default for --nla: its base model)",
     )
     p.add_argument("--text", help="text whose tokens to explain (with --model, or --nla)")
-    p.add_argument("--positions", type=int, nargs="+", help="token positions (default: all)")
+    p.add_argument(
+        "--positions",
+        type=int,
+        nargs="+",
+        help="token positions, negative counting from the end (default: all)",
+    )
     p.add_argument("--seed", type=int, help="sampling seed (default: unseeded)")
     p.add_argument("--out", help="also write the rows as JSONL")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -405,7 +410,9 @@ def _one_line(text: str) -> str:
 def os_error_message(exc: OSError) -> str:
     """An `OSError` (disk full, permissions, a file where a directory should be) as one
     line naming the path and what to do."""
-    where = exc.filename if exc.filename is not None else "a file"
+    if exc.filename is None:  # libraries raise OSError with only a message
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    where = exc.filename
     reason = exc.strerror or type(exc).__name__
     fixes = {
         "ENOSPC": "free some space (completed files are kept; --resume continues)",

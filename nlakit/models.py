@@ -112,7 +112,17 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
     """The tokenizer saved with a checkpoint; pads with EOS when it has no pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if not Path(path).is_dir() and str(path).count("/") != 1:
+        raise CheckpointError(
+            f"{path}: no such tokenizer directory (and not a Hub id of the form owner/name)."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: no tokenizer could be loaded from it ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); pass a model directory or Hub id that has one."
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

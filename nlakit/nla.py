@@ -196,7 +196,10 @@ class NLA:
         n = ids.shape[1]
         bad = [p for p in positions if not -n <= p < n]
         if bad:
-            raise NLAKitError(f"positions {bad} are outside the text's {n} tokens")
+            raise NLAKitError(
+                f"--positions {bad}: outside the text's {n} tokens (0 to {n - 1}, or -{n} to -1 "
+                "counting from the end)"
+            )
         positions = [p % n for p in positions]
         with torch.no_grad():
             hidden = sites.extract_layer(target_model, ids, None, layer)[0]

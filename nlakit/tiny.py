@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from nlakit import sites
 from nlakit.meta import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, av_prompt_content
 from nlakit.models import ActivationReconstructor, ActivationVerbalizer
 
@@ -284,6 +285,7 @@ def write_tiny(
     model = tiny_model(arch, tokenizer, seed=seed)
     n_layers = model.config.num_hidden_layers
     layer = n_layers // 2 if layer is None else layer
+    sites.check_layer(model, layer)  # before anything is written
     paths = {"target": out / "target", "av": out / "av", "ar": out / "ar"}
     model.save_pretrained(str(paths["target"]))
     tokenizer.save_pretrained(str(paths["target"]))

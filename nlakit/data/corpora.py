@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlakit.errors import NLAKitError
+from nlakit.errors import NLAKitError, require
+from nlakit.store.names import BUILD_RECORD
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
@@ -227,6 +228,30 @@ def regenerate_assistant_turns(
     finally:
         tokenizer.padding_side = side
     return chats
+
+
+def check_corpus(spec: str) -> None:
+    """Refuse a corpus spec that cannot be read, before any model loads: a toy world
+    directory without its build record, a local path that is missing or holds no
+    readable file, an `hf:` corpus without the `datasets` package."""
+    if spec.startswith("toyworld:"):
+        world = Path(spec.removeprefix("toyworld:"))
+        if not (world / BUILD_RECORD).is_file():
+            raise NLAKitError(
+                f"--corpus {spec}: {world} is not a toy world (no build.json); build one with "
+                "`nlakit toyworld build --out DIR`."
+            )
+        return
+    if spec.startswith("hf:"):
+        require("datasets", "hub", f"--corpus {spec}")
+        return
+    location = Path(spec)
+    if not location.exists():
+        scheme = spec.partition(":")[0] if ":" in spec and not location.parent.exists() else ""
+        known = " (known schemes: toyworld:DIR, hf:DATASET; else a local path)" if scheme else ""
+        raise NLAKitError(f"--corpus {spec}: no such file or directory{known}.")
+    if not local_files(location):
+        raise NLAKitError(f"--corpus {spec}: holds no {', '.join(LOCAL_SUFFIXES)} file to read.")
 
 
 def iter_corpus(

@@ -36,7 +36,7 @@ from nlakit import sites
 from nlakit.atomic import write_json, write_parquet
 from nlakit.batching import length_batches, pad_right
 from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
-from nlakit.data.corpora import CorpusDoc, CorpusOptions, iter_corpus
+from nlakit.data.corpora import CorpusDoc, CorpusOptions, check_corpus, iter_corpus
 from nlakit.data.positions import parse_fractions, sample_positions, split_for
 from nlakit.errors import NLAKitError
 from nlakit.meta import SQRT_D, DatasetMeta, ExtractionMeta, write_meta
@@ -296,6 +296,7 @@ def extract(config: ExtractConfig, progress: bool = True) -> dict:
     fractions = parse_fractions(
         config.frac_av_sft, config.frac_ar_sft, config.frac_rl, config.frac_eval
     )
+    check_corpus(config.corpus)
     model, tokenizer = load_causal_lm(
         config.model, config.device, config.dtype, config.trust_remote_code
     )

@@ -238,3 +238,29 @@ def test_an_extraction_with_int64_doc_ids_still_builds(pipeline, tmp_path):
         eval_table["doc_id"].to_pylist()
         == pq.read_table(root / "tables" / "eval.parquet")["doc_id"].to_pylist()
     )
+
+
+def test_template_problem():
+    from nlakit.data.tables import template_problem
+
+    assert template_problem(None, "explanation") is None
+    assert template_problem("<e>{explanation}</e>", "explanation") is None
+    assert "once" in template_problem("no placeholder", "explanation")
+    assert "once" in template_problem("{explanation} {explanation}", "explanation")
+    assert "no other" in template_problem("{other} {explanation}", "explanation")
+    assert "literal braces" in template_problem("{explanation", "explanation")
+
+
+def test_tokenizer_mismatches(small_world, tiny_dirs):
+    from nlakit.data.tables import tokenizer_mismatches
+    from nlakit.models import load_tokenizer
+
+    world = load_tokenizer(small_world / "model")
+    ids = world("a poem about the sea")["input_ids"][:5]
+    tokens = [world.decode([i]) for i in ids]
+    assert tokenizer_mismatches(world, ids, tokens) == []
+    other = load_tokenizer(tiny_dirs["target"])
+    assert len(tokenizer_mismatches(other, ids, tokens)) > 0
+    assert tokenizer_mismatches(world, [10**9], ["x"]) == [
+        "id 1000000000: 'x' extracted, None here"
+    ]

@@ -58,3 +58,39 @@ def test_api_teacher_end_to_end(capsys, acts, tmp_path, monkeypatch):
     assert "<explanation>" in prompt and "final token" in prompt.lower()
     assert main(["build", "--data", str(acts), "--out", str(tmp_path / "tables")]) == 0
     assert "3 rows dropped" in capsys.readouterr().out
+
+
+def test_failed_requests_exit_2_with_a_count_per_cause(capsys, acts, tmp_path, monkeypatch):
+    """HTTP 500s, garbage JSON and a refused connection: the run says how many of each
+    failed, exits 2, keeps what succeeded, and a re-run asks only for the failed rows."""
+    import socket
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = tmp_path / "acts"
+    import shutil
+
+    shutil.copytree(acts, data, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    with FakeLLM() as fake:
+        fake.fail(500, times=3)
+        fake.malformed(times=2)
+        spec = f"openai:local-model@{fake.openai_url}"
+        argv = ["teach", "--data", str(data), "--teacher", spec, "--concurrency", "1"]
+        assert main([*argv, "--max-retries", "0"]) == 2
+        err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+        assert err.startswith("nlakit teach: error: --teacher")
+        assert "5 of 40 requests failed" in err and "HTTP 500 3" in err
+        assert "malformed response 2" in err
+        report = json.loads((data / "explanations").glob("*.json").__next__().read_text())
+        assert report["failures"] == {"HTTP 500": 3, "malformed response": 2}
+        assert main(argv) == 0  # the cache answers the 35; the 5 are asked again
+        assert "5 paid calls, 35 from the cache" in capsys.readouterr().out
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    closed = f"openai:local-model@http://127.0.0.1:{port}/v1"
+    fresh = tmp_path / "fresh"
+    shutil.copytree(acts, fresh, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    argv = ["teach", "--data", str(fresh), "--teacher", closed, "--max-retries", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "40 of 40 requests failed (connection failed 40)" in err

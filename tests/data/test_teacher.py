@@ -315,3 +315,22 @@ def test_progress_bar_postfix_counts(capsys):
     bar = capsys.readouterr().err
     assert "teacher fake:scripted" in bar and "3/3" in bar
     assert "ok=1" in bar and "cached=0" in bar and "errors=2" in bar
+
+
+@pytest.mark.parametrize(
+    "message, cause",
+    [
+        ("openai: HTTP 500 from http://x/v1: Internal Server Error", "HTTP 500"),
+        ("APIConnectionError: Connection error.", "connection failed"),
+        ("ConnectError: [Errno 111] Connection refused", "connection failed"),
+        ("APITimeoutError: Request timed out.", "timed out"),
+        ("JSONDecodeError: Expecting value: line 1 column 1", "malformed response"),
+        ("HTTP 401: invalid api key", "authentication"),
+        ("max_requests reached (--max-requests 10)", "max_requests reached"),
+        ("SomethingElse: odd", "SomethingElse"),
+    ],
+)
+def test_failure_cause(message, cause):
+    from nlakit.data.teacher import failure_cause
+
+    assert failure_cause(message) == cause
