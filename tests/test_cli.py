@@ -443,3 +443,32 @@ def test_documented_commands_still_parse():
         argv = shlex.split(command)[1:]
         args = build_parser(argv).parse_args(argv)  # a usage error exits here
         assert callable(args.func), command
+
+
+def test_a_full_disk_is_one_line(capsys, tmp_path, monkeypatch):
+    import errno
+
+    import nlakit.tiny
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "t" / "x"))
+
+    monkeypatch.setattr(nlakit.tiny, "write_tiny", full)
+    code, _, err = run(capsys, "tiny", "--out", tmp_path / "t")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "No space left on device; free some space" in err and str(tmp_path) in err
+
+
+def test_a_bug_is_one_line_and_exit_1_unless_debugging(capsys, tmp_path, monkeypatch):
+    import nlakit.tiny
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(nlakit.tiny, "write_tiny", broken)
+    code, _, err = run(capsys, "tiny", "--out", tmp_path / "t")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "internal error (ZeroDivisionError: oops)" in err and "NLAKIT_DEBUG=1" in err
+    monkeypatch.setenv("NLAKIT_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["tiny", "--out", str(tmp_path / "t")])
