@@ -166,6 +166,7 @@ def run_demo(config: DemoConfig | None = None) -> dict:
         eval_every=0,
         save_every=0,
         keep_checkpoints=1,
+        resume=True,  # a second `nlakit demo` reuses finished stages, continues a killed one
     )
     t = _stage(5, "AR SFT: predict the activation from the teacher's explanation")
     sft(
@@ -214,6 +215,7 @@ def run_demo(config: DemoConfig | None = None) -> dict:
             eval_rows=32,
             seed=config.seed,
             keep_checkpoints=1,
+            resume=True,
         )
     )
     _done(t, f"AV and AR at {run / 'rl'}")

@@ -37,6 +37,11 @@ def test_demo_runs_end_to_end_on_a_small_world(capsys, tmp_path):
     assert gain["gain"] == pytest.approx(summary["fve_common_ar"] - summary["fve_sft"], abs=1e-5)
     for name in ("av", "ar"):
         assert (tmp_path / "rl" / name / "nla_meta.yaml").is_file()
+    # a second demo into the same directory reuses every finished stage
+    weights = sorted((tmp_path / "rl" / "av").glob("*.safetensors"))[0].read_bytes()
+    assert main(["demo", "--out", str(tmp_path), "--size", "small"]) == 0
+    assert "cached" in capsys.readouterr().out
+    assert sorted((tmp_path / "rl" / "av").glob("*.safetensors"))[0].read_bytes() == weights
 
 
 @pytest.fixture(scope="module")
