@@ -305,6 +305,10 @@ CASES = [
     Case("info-tokenizer-missing", "info {data} --tokenizer {tmp}/nowhere", ("nowhere",)),
     Case("recipe-of-another-verb", SFT + " --config {repo}/recipes/demo-rl.yaml", ("demo-rl.yaml",)),
     Case("recipe-binary", SFT + " --config {tmp}/recipe.yaml", ("recipe.yaml",), _write("recipe.yaml", bytes(range(256)))),
+    Case("toyworld-sample-n", "toyworld sample --world {world} -n -1", ("-n",)),
+    Case("toyworld-sample-missing", "toyworld sample --world {tmp}/nowhere", ("nowhere",)),
+    Case("toyworld-probe-missing", "toyworld probe --world {tmp}/nowhere", ("nowhere",)),
+    Case("toyworld-probe-layer", "toyworld probe --world {world} --layer 99", ("layer",)),
 ]  # fmt: skip
 
 
@@ -352,7 +356,7 @@ def test_bad_input(case: Case, context, tmp_path, capsys, monkeypatch):
     ctx = {**context, "tmp": str(tmp_path)}
     if case.setup is not None:
         case.setup(tmp_path, ctx)
-    roots = [tmp_path, *(Path(context[k]) for k in ("av", "ar", "tables", "data"))]
+    roots = [tmp_path, *(Path(context[k]) for k in ("av", "ar", "tables", "data", "world"))]
     before = snapshot(roots)
     capsys.readouterr()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from nlakit.config_cli import add_config, config_from_args, given_options, recipe_values
+from nlakit.errors import NLAKitError
 
 
 def _cmd_build(args) -> None:
@@ -82,6 +83,8 @@ def format_sample(doc, position: int, explanation: str, record, tokenizer) -> st
 def _cmd_sample(args) -> None:
     from nlakit.toyworld.world import World
 
+    if args.n < 1:
+        raise NLAKitError(f"-n: expected how many documents to show (≥ 1), got {args.n}.")
     world = World(args.world)
     oracle = world.oracle()
     rng = random.Random(args.seed)

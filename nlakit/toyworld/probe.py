@@ -14,7 +14,6 @@ baseline.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -22,8 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit import sites
+from nlakit.atomic import write_json
 from nlakit.batching import pad_right
 from nlakit.config import Config, option
+from nlakit.errors import NLAKitError
 from nlakit.toyworld.world import World
 
 LABELS = {  # probe name -> record field (or a function of the record)
@@ -105,6 +106,14 @@ def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = T
     config = config or ProbeConfig()
     world = World(world_dir)
     layer = world.default_layer if config.layer is None else config.layer
+    from transformers import AutoConfig
+
+    depth = AutoConfig.from_pretrained(str(world.model_dir)).num_hidden_layers
+    if not 0 <= layer < depth:
+        raise NLAKitError(
+            f"--layer {layer}: the world's model has {depth} blocks; pass a block index in "
+            f"0..{depth - 1}."
+        )
     start = time.perf_counter()
     x, records, doc_ids = collect(world, layer, config.max_docs, progress)
     test = torch.tensor([_is_test(d, config.test_fraction) for d in doc_ids])
@@ -130,5 +139,5 @@ def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = T
         results[f"{name}_classes"] = len(classes)
     results["config"] = asdict(config)
     results["seconds"] = round(time.perf_counter() - start, 2)
-    (world.path / "probe.json").write_text(json.dumps(results, indent=2))
+    write_json(world.path / "probe.json", results)
     return results
