@@ -22,6 +22,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             ["--n", "3", "--tokens", "4", "--hidden", "64", "--layers", "2"],
             "3/3 outputs identical",
         ),
+        (
+            "gpu.py",
+            ["--shape", "tiny", "--device", "cpu", "--decode-batch", "16", "--tokens", "8"]
+            + ["--sft-batch", "4", "--update-batch", "8", "--no-write"],
+            "| RL step, LoRA r16 | – | – | – | ",
+        ),
     ],
 )
 def test_bench_script_runs(script, args, expect, monkeypatch, capsys):

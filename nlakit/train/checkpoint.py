@@ -64,6 +64,8 @@ def restore_rng(state: dict[str, torch.Tensor], generators: dict[str, torch.Gene
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     for k, g in generators.items():
+        if f"gen_{k}" not in state:
+            raise KeyError(f"no saved state for the generator {k!r} (saved: {sorted(state)})")
         g.set_state(state[f"gen_{k}"])
 
 
@@ -76,8 +78,12 @@ def save_checkpoint(
     state: dict,
     generators: dict | None = None,
     keep: int | None = None,
+    rng_states: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write `RUN/step_{step}/` atomically; keep only the newest `keep` checkpoints."""
+    """Write `RUN/step_{step}/` atomically; keep only the newest `keep` checkpoints.
+
+    `generators` are saved by name; `rng_states` adds states gathered elsewhere (other
+    ranks' generators, as `gen_NAME`)."""
     run_dir = Path(run_dir)
     final = run_dir / step_name(step)
     tmp = run_dir / f".{step_name(step)}.tmp"
@@ -89,7 +95,7 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / f"{name}.optimizer.pt")
     for name, scheduler in schedulers.items():
         torch.save(scheduler.state_dict(), tmp / f"{name}.scheduler.pt")
-    torch.save(rng_state(generators or {}), tmp / RNG_FILE)
+    torch.save({**rng_state(generators or {}), **(rng_states or {})}, tmp / RNG_FILE)
     (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -127,5 +133,11 @@ def load_checkpoint(
     for name, scheduler in schedulers.items():
         state = read_pt(path / f"{name}.scheduler.pt", f"the {name} scheduler's state", fix)
         scheduler.load_state_dict(state)
-    restore_rng(read_pt(path / RNG_FILE, "the RNG states", fix), generators or {})
+    try:
+        restore_rng(read_pt(path / RNG_FILE, "the RNG states", fix), generators or {})
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{path / RNG_FILE}: {exc.args[0]}; resume with the number of ranks (and the "
+            "nlakit version) the run was started with."
+        ) from None
     return read_json(path / STATE_FILE, "the checkpoint's state (step, sampler)", fix)

@@ -56,6 +56,14 @@ class Dist:
     def _comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
+    def gather_objects(self, value) -> list:
+        """`value` of every rank, in rank order (on every rank)."""
+        if not self.active:
+            return [value]
+        out = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -110,6 +110,11 @@ def _reference(av: ActivationVerbalizer):
     )
 
 
+def sampling_key(rank: int) -> str:
+    """The name rank `rank`'s sampling generator is checkpointed under."""
+    return f"sampling_rank{rank}"
+
+
 def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -179,7 +184,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     )
     step, skipped, reward_avg = 0, 0, None
     if latest is not None:
-        state = ckpt.load_checkpoint(latest, modules, opts, scheds, {"sampling": generator})
+        state = ckpt.load_checkpoint(
+            latest, modules, opts, scheds, {sampling_key(ctx.rank): generator}
+        )
         step, skipped = state["step"], state["skipped_steps"]
         reward_avg = state.get("reward_avg")
         clock["seconds"] = state.get("train_seconds", 0.0)
@@ -303,6 +310,8 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             kl=f"{kl_sum:.4f}",
         )
         if (config.save_every and step % config.save_every == 0) or last:
+            # every rank's sampling stream, so that each resumes with its own
+            streams = ctx.gather_objects(generator.get_state())
             if ctx.main:
                 ckpt.save_checkpoint(
                     out,
@@ -316,8 +325,8 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
                         "reward_avg": reward_avg,
                         "train_seconds": clock["seconds"],
                     },
-                    {"sampling": generator},
                     keep=config.keep_checkpoints,
+                    rng_states={f"gen_{sampling_key(r)}": st for r, st in enumerate(streams)},
                 )
             ctx.barrier()
     bar.close()
