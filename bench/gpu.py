@@ -150,10 +150,12 @@ def sft_stage(av, args, device, n_params, peak_flops) -> dict:
     }
 
 
-def decode_stage(av, args, device, n_params, bandwidth, compile: bool) -> dict:
+def decode_stage(av, args, device, n_params, bandwidth, compile: bool, engine="hf") -> dict:
     """Decode at batch `--decode-batch` for `--tokens` new tokens: tokens/s vs roofline."""
     batch, new = args.decode_batch, args.tokens
-    config = SamplingConfig(temperature=1.0, max_new_tokens=new, batch_size=batch, compile=compile)
+    config = SamplingConfig(
+        temperature=1.0, max_new_tokens=new, batch_size=batch, compile=compile, engine=engine
+    )
     vectors = torch.randn(batch, av.meta.d_model, generator=torch.Generator().manual_seed(1))
     sample_explanations(av, vectors[: min(batch, 8)], config)  # warm-up (and compile)
     peak_reset(device)
@@ -294,7 +296,19 @@ def main() -> None:
         label = "decode, hf" + (" + static cache, compiled" if compile else "")
         run_stage(label, lambda c=compile: decode_stage(av, args, device, n_params, bandwidth, c),
                   table, deadline)  # fmt: skip
-    table.append({"stage": "decode, vllm", "note": "not shipped (see the vLLM section)"})
+
+    def vllm_decode():
+        import importlib.util
+        import tempfile
+
+        if importlib.util.find_spec("vllm") is None:
+            return {"note": "vllm not installed here"}
+        folder = tempfile.mkdtemp(prefix="nlakit-bench-av-")
+        av.save_pretrained(folder)  # the vllm engine reads the AV from disk
+        saved = ActivationVerbalizer.from_pretrained(folder, device=device)
+        return decode_stage(saved, args, device, n_params, bandwidth, False, engine="vllm")
+
+    run_stage("decode, vllm", vllm_decode, table, deadline)
 
     def rl():
         ar = ActivationReconstructor.from_base(av.model, av.tokenizer, layer, meta=av.meta)

@@ -15,18 +15,26 @@ settings, and returns the sampled token ids `[n, steps]`, their log-probs under 
   exactly), records that token's raw log-prob, and leaves `generate` a one-hot choice to
   take greedily. On CUDA, `SamplingConfig.compile` turns on the static KV cache and a
   compiled decode step.
-- `vllm`: not shipped; see docs/benchmarks.md for where it stands.
+- `vllm` (the `vllm` extra): vLLM's `LLM(enable_prompt_embeds=True)` fed the same
+  injected prompt embeddings, unpatched, for sampling from a saved AV (`nlakit explain`,
+  `nlakit eval`). Not yet for RL, whose weights move every step: with vLLM 0.32 on CPU,
+  LoRA adapters on prompt-embedding requests failed in 2 of 6 runs inside vLLM's CPU
+  LoRA kernel, and its weight-loading call cannot reload a CPU-repacked model (see
+  docs/benchmarks.md). Samples from another engine need truncated importance sampling
+  in the GRPO loss (`nlakit.train.losses.truncated_is_weights`, ready for that).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from nlakit import sites
-from nlakit.errors import NLAKitError
+from nlakit.errors import NLAKitError, require
 from nlakit.injection import marker_mask
 from nlakit.models import ActivationVerbalizer
 
@@ -136,8 +144,106 @@ def hf_decode(
     return tokens, logps, lengths
 
 
+# --------------------------------------------------------------------------- vllm
+
+# vLLM reserves this share of the device's memory (on CPU: of the host's) for its KV
+# cache; the trainer shares the device, so it is kept well below vLLM's own 0.9.
+VLLM_MEMORY = float(os.environ.get("NLAKIT_VLLM_MEMORY", "0.3"))
+_LLMS: dict[tuple, object] = {}
+
+
+def model_dir(av: ActivationVerbalizer) -> Path:
+    """The directory the AV's (base) weights were loaded from."""
+    source = getattr(av.meta, "source", None)
+    if not source or not (Path(source).parent / "config.json").is_file():
+        raise NLAKitError(
+            "--engine vllm loads the AV from its directory, and this AV has none on disk "
+            "(save it with `save_pretrained` first, or use --engine hf)."
+        )
+    return Path(source).parent
+
+
+def vllm_llm(path: Path, dtype: torch.dtype, max_len: int):
+    """One `vllm.LLM` per AV directory, made on first use and kept."""
+    key = (str(path), str(dtype), max_len)
+    if key not in _LLMS:
+        vllm = require("vllm", "vllm", "--engine vllm")
+        try:
+            _LLMS[key] = _start_vllm(vllm, path, dtype, max_len)
+        except Exception as exc:  # vLLM reports an unsupported model or device this way
+            raise NLAKitError(
+                f"--engine vllm: vLLM {vllm.__version__} could not start on {path} "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); use --engine hf."
+            ) from None
+    return _LLMS[key]
+
+
+def _start_vllm(vllm, path: Path, dtype: torch.dtype, max_len: int):
+    return vllm.LLM(
+        model=str(path),
+        enable_prompt_embeds=True,  # the injection is an embedding replacement
+        dtype=str(dtype).removeprefix("torch."),
+        max_model_len=max_len,
+        gpu_memory_utilization=VLLM_MEMORY,
+        logprobs_mode="raw_logprobs",  # the policy's log-probs, before temperature/top-p
+        seed=0,
+        enforce_eager=not torch.cuda.is_available(),  # CPU: no slow graph compilation
+    )
+
+
+@torch.no_grad()
+def vllm_decode(
+    av: ActivationVerbalizer,
+    vectors: torch.Tensor,
+    config,
+    stop_ids: torch.Tensor,
+    generator: torch.Generator | None,
+    marker: str = "vector",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`hf_decode`'s contract through vLLM: the injected prompt embeddings go in as
+    `prompt_embeds`; each row gets a seed drawn from `generator` (reproducible runs)."""
+    from vllm import SamplingParams
+
+    if hasattr(av.model, "peft_config"):
+        raise NLAKitError(
+            "--engine vllm samples from the AV's directory on disk, and this AV carries "
+            "LoRA adapters that are not saved there (RL); use --engine hf."
+        )
+    n = vectors.shape[0]
+    input_ids = av.prompt_batch(n)
+    embeds = marker_embeds(av, input_ids, vectors, marker).detach().cpu()
+    llm = vllm_llm(model_dir(av), embeds.dtype, input_ids.shape[1] + config.max_new_tokens)
+    seeds = torch.randint(0, 2**31 - 1, (n,), generator=generator).tolist()
+    params = [
+        SamplingParams(
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k if config.top_k > 0 else -1,
+            max_tokens=config.max_new_tokens,
+            stop_token_ids=stop_ids.tolist(),
+            logprobs=0,  # the sampled token's
+            seed=seed,
+        )
+        for seed in seeds
+    ]
+    prompts = [{"prompt_embeds": embeds[i]} for i in range(n)]
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    pad = av.tokenizer.pad_token_id if av.tokenizer.pad_token_id is not None else int(stop_ids[0])
+    width = max(len(o.outputs[0].token_ids) for o in outputs)
+    tokens = torch.full((n, width), pad, dtype=torch.long)
+    logps = torch.zeros(n, width)
+    for row, output in enumerate(outputs):
+        sample = output.outputs[0]
+        ids = list(sample.token_ids)
+        tokens[row, : len(ids)] = torch.tensor(ids)
+        logps[row, : len(ids)] = torch.tensor(
+            [step[token].logprob for step, token in zip(sample.logprobs, ids, strict=True)]
+        )
+    return tokens, logps, lengths_to_first_stop(tokens, stop_ids.cpu())
+
+
 Engine = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-ENGINES: dict[str, Engine] = {"hf": hf_decode}
+ENGINES: dict[str, Engine] = {"hf": hf_decode, "vllm": vllm_decode}
 
 
 def get_engine(name: str) -> Engine:

@@ -61,7 +61,9 @@ class SamplingConfig(Config):
     top_k: int = option(0, "keep the k most likely tokens (0 = off)", ge=0)
     max_new_tokens: int = option(200, "length cap of an explanation, in tokens", ge=1)
     batch_size: int = option(64, "rows decoded together", ge=1)
-    engine: str = option("hf", "rollout engine (nlakit/engines.py)", choices=("hf",))
+    engine: str = option(
+        "hf", "rollout engine: hf (transformers) or vllm (the vllm extra)", choices=("hf", "vllm")
+    )
     compile: bool = option(True, "on CUDA: a static KV cache and a compiled decode step")
 
 

@@ -24,8 +24,21 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ),
         (
             "gpu.py",
-            ["--shape", "tiny", "--device", "cpu", "--decode-batch", "16", "--tokens", "8"]
-            + ["--sft-batch", "4", "--update-batch", "8", "--no-write"],
+            [
+                "--shape",
+                "tiny",
+                "--device",
+                "cpu",
+                "--decode-batch",
+                "16",
+                "--tokens",
+                "8",
+                "--sft-batch",
+                "4",
+                "--update-batch",
+                "8",
+                "--no-write",
+            ],
             "| RL step, LoRA r16 | – | – | – | ",
         ),
     ],

@@ -91,6 +91,15 @@ def clipped_surrogate(
     return -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
 
 
+def truncated_is_weights(
+    trainer_logp: torch.Tensor, sampler_logp: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Per-token weights min(π_trainer / π_sampler, cap) for samples drawn by another
+    engine (vLLM) whose log-probs differ slightly from the trainer's: the policy gradient
+    of the trainer's policy, truncated so that rare mismatches cannot blow it up."""
+    return torch.exp(trainer_logp.detach() - sampler_logp).clamp(max=cap)
+
+
 def grpo_loss(
     logp,
     old_logp,
@@ -100,9 +109,13 @@ def grpo_loss(
     clip_eps: float,
     kl_coef: float,
     total: float | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """The AV's RL loss (token mean over the batch) and its parts for logging."""
+    """The AV's RL loss (token mean over the batch) and its parts for logging;
+    `is_weights` (per token) reweight the surrogate for off-engine samples."""
     surrogate = clipped_surrogate(logp, old_logp, advantage, clip_eps)
+    if is_weights is not None:
+        surrogate = surrogate * is_weights
     kl = kl_k3(logp, ref_logp)
     loss = masked_mean(surrogate + kl_coef * kl, mask, total)
     with torch.no_grad():

@@ -104,3 +104,13 @@ def test_token_logprobs_and_response_ce():
     assert torch.allclose(response_ce(logits, targets, mask), expected, atol=1e-6)
     assert token_logprobs(logits, targets).shape == (2, 5)
     assert masked_mean(torch.ones(2, 2), torch.tensor([[1.0, 0], [0, 0]]), total=4) == 0.25
+
+
+def test_truncated_is_weights():
+    from nlakit.train.losses import truncated_is_weights
+
+    trainer = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
+    sampler = torch.log(torch.tensor([[0.5, 0.4, 0.1]]))
+    w = truncated_is_weights(trainer.requires_grad_(), sampler, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[1.0, 0.5, 2.0]]))  # 9.0 capped at 2
+    assert not w.requires_grad  # a weight, not a path for the gradient
