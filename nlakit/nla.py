@@ -126,10 +126,15 @@ class NLA:
         batch_size: int = 64,
         seed: int | None = None,
         progress: bool = False,
+        engine: str = "hf",
+        compile: bool = True,
     ) -> list[Explanation]:
-        """One explanation per row of `vectors [n, d_model]` (raw activations), batched."""
+        """One explanation per row of `vectors [n, d_model]` (raw activations), batched;
+        `engine` is the rollout engine (`nlakit/engines.py`: hf or vllm)."""
         av = self._need("av")
-        config = SamplingConfig(temperature, top_p, top_k, max_new_tokens, batch_size)
+        config = SamplingConfig(
+            temperature, top_p, top_k, max_new_tokens, batch_size, engine=engine, compile=compile
+        )
         generator = None
         if seed is not None:
             generator = torch.Generator(device=av.device).manual_seed(seed)
