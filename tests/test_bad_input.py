@@ -309,6 +309,7 @@ CASES = [
     Case("toyworld-sample-missing", "toyworld sample --world {tmp}/nowhere", ("nowhere",)),
     Case("toyworld-probe-missing", "toyworld probe --world {tmp}/nowhere", ("nowhere",)),
     Case("toyworld-probe-layer", "toyworld probe --world {world} --layer 99", ("layer",)),
+    Case("explain-engine-vllm-missing", EXPLAIN + " --engine vllm", ("--engine vllm", "pip install")),
 ]  # fmt: skip
 
 
