@@ -71,13 +71,14 @@ def model_config_problems(meta, model_dir: Path) -> list[str]:
     from transformers import AutoConfig
 
     from nlakit.sites import text_config
+    from nlakit.store.names import MODEL_CONFIG
 
-    if not (model_dir / "config.json").is_file():
+    if not (model_dir / MODEL_CONFIG).is_file():
         return []
     try:
         config = text_config(AutoConfig.from_pretrained(str(model_dir)))
     except (OSError, ValueError, KeyError) as exc:
-        return [f"{model_dir / 'config.json'}: not a readable model config ({exc})"]
+        return [f"{model_dir / MODEL_CONFIG}: not a readable model config ({exc})"]
     problems = []
     width = getattr(config, "hidden_size", None)
     if width is not None and width != meta.d_model:

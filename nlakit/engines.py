@@ -37,6 +37,7 @@ from nlakit import sites
 from nlakit.errors import NLAKitError, require
 from nlakit.injection import marker_mask
 from nlakit.models import ActivationVerbalizer
+from nlakit.store.names import MODEL_CONFIG
 
 
 def next_tokens(logits: torch.Tensor, config, generator: torch.Generator | None) -> torch.Tensor:
@@ -155,7 +156,7 @@ _LLMS: dict[tuple, object] = {}
 def model_dir(av: ActivationVerbalizer) -> Path:
     """The directory the AV's (base) weights were loaded from."""
     source = getattr(av.meta, "source", None)
-    if not source or not (Path(source).parent / "config.json").is_file():
+    if not source or not (Path(source).parent / MODEL_CONFIG).is_file():
         raise NLAKitError(
             "--engine vllm loads the AV from its directory, and this AV has none on disk "
             "(save it with `save_pretrained` first, or use --engine hf)."
