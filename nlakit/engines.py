@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from nlakit import sites
 from nlakit.errors import NLAKitError, require
@@ -43,8 +44,6 @@ from nlakit.store.names import MODEL_CONFIG
 def next_tokens(logits: torch.Tensor, config, generator: torch.Generator | None) -> torch.Tensor:
     """Pick one token per row `[batch]` from `logits [batch, vocab]` (fp32): greedy at
     temperature 0, else a draw from the temperature / top-k / top-p distribution."""
-    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
-
     if config.temperature == 0:
         return logits.argmax(dim=-1)
     scores = logits / config.temperature

@@ -69,16 +69,23 @@ def _text(path: Path, kind: str, what: str, fix: str) -> str:
 # --------------------------------------------------------------------------- text formats
 
 
+def _parse_text(path: PathLike, kind: str, parse, errors, what: str, fix: str, expect) -> Any:
+    """`parse` of the text at `path`; its `errors` and too-deep nesting refused by name."""
+    path = existing_file(path, what, fix)
+    try:
+        data = parse(_text(path, kind, what, fix))
+    except errors as exc:
+        raise _parse_failure(path, kind, exc, what, fix) from None
+    except RecursionError:
+        raise _message(path, f"{kind} nested too deeply to read", what, fix) from None
+    return _check_kind(path, data, expect, what, fix)
+
+
 def read_json(
     path: PathLike, what: str = "a JSON object", fix: str = DEFAULT_FIX, expect: type | None = dict
 ) -> Any:
     """The parsed JSON of `path` (a dict unless `expect` says otherwise)."""
-    path = existing_file(path, what, fix)
-    try:
-        data = json.loads(_text(path, "JSON", what, fix))
-    except json.JSONDecodeError as exc:
-        raise _parse_failure(path, "JSON", exc, what, fix) from None
-    return _check_kind(path, data, expect, what, fix)
+    return _parse_text(path, "JSON", json.loads, json.JSONDecodeError, what, fix, expect)
 
 
 def read_jsonl(path: PathLike, what: str = "JSON lines", fix: str = DEFAULT_FIX) -> list[dict]:
@@ -103,14 +110,7 @@ def read_yaml(
     path: PathLike, what: str = "a YAML mapping", fix: str = DEFAULT_FIX, expect: type | None = dict
 ) -> Any:
     """The parsed YAML of `path` (safe loader; a mapping unless `expect` says otherwise)."""
-    path = existing_file(path, what, fix)
-    try:
-        data = yaml.safe_load(_text(path, "YAML", what, fix))
-    except yaml.YAMLError as exc:
-        raise _parse_failure(path, "YAML", exc, what, fix) from None
-    except RecursionError:
-        raise _message(path, "YAML nested too deeply to read", what, fix) from None
-    return _check_kind(path, data, expect, what, fix)
+    return _parse_text(path, "YAML", yaml.safe_load, yaml.YAMLError, what, fix, expect)
 
 
 # --------------------------------------------------------------------------- parquet
