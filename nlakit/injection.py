@@ -112,20 +112,33 @@ def inject_activations(
 
     A pure function: `vectors [batch, d_model]` are raw; each is rescaled in fp32
     to the sidecar's `injection_scale` and cast to the embedding dtype. Nothing is
-    modified in place.
+    modified in place. A single row holding several prompts back to back (a packed
+    row, `[1, seq]`) takes one vector per marker, in order.
     """
     vectors = check_vectors(vectors, meta.d_model)
-    if vectors.shape[0] != input_ids.shape[0]:
-        raise InjectionError(
-            f"got {vectors.shape[0]} vectors for {input_ids.shape[0]} prompts; pass one per row."
-        )
-    positions = marker_positions(input_ids, _tokens(meta))
+    n = vectors.shape[0]
+    if input_ids.shape[0] == 1 and n > 1:
+        rows, cols = packed_marker_positions(input_ids, _tokens(meta), n)
+    elif n != input_ids.shape[0]:
+        raise InjectionError(f"got {n} vectors for {input_ids.shape[0]} prompts; pass one per row.")
+    else:
+        rows, cols = torch.arange(n), marker_positions(input_ids, _tokens(meta))
     scaled = rescale(vectors.to(embeds.device), _injection_scale(meta)).to(embeds.dtype)
-    at_marker = torch.zeros(input_ids.shape, dtype=torch.bool, device=embeds.device)
-    at_marker[
-        torch.arange(input_ids.shape[0], device=embeds.device), positions.to(embeds.device)
-    ] = True
-    return torch.where(at_marker.unsqueeze(-1), scaled.unsqueeze(1), embeds)
+    at = (rows.to(embeds.device), cols.to(embeds.device))
+    return embeds.index_put(at, scaled)
+
+
+def packed_marker_positions(
+    input_ids: torch.Tensor, tokens: TokenMeta, expected: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of the `expected` verified markers of a packed row `[1, seq]`."""
+    cols = marker_mask(input_ids, tokens)[0].nonzero().flatten()
+    if cols.numel() != expected:
+        raise InjectionError(
+            f"a packed row holds {cols.numel()} verified markers for {expected} vectors; "
+            "pack whole AV prompts, one per vector."
+        )
+    return torch.zeros_like(cols), cols
 
 
 def build_inputs_embeds(

@@ -229,3 +229,19 @@ def test_inject_activations_is_pure(tokenizer, meta):
     assert torch.equal(inject_activations(ids, embeds, vectors, meta), out)
     pos = marker_positions(ids, meta.tokens)
     assert torch.equal(out[torch.arange(2), pos], rescale(vectors, 8.0))
+
+
+def test_a_packed_row_takes_one_vector_per_marker_in_order(tokenizer, meta):
+    one = prompt(tokenizer, meta)
+    packed = torch.tensor([[*one, 5, 6, *one]])
+    embeds = torch.randn(1, packed.shape[1], 64)
+    vectors = torch.randn(2, 64)
+    out = inject_activations(packed, embeds, vectors, meta)
+    first = int(marker_positions(torch.tensor([one]), meta.tokens)[0])
+    at = torch.tensor([first, len(one) + 2 + first])
+    assert torch.equal(out[0, at], rescale(vectors, 8.0))
+    unchanged = torch.ones(packed.shape[1], dtype=torch.bool)
+    unchanged[at] = False
+    assert torch.equal(out[0, unchanged], embeds[0, unchanged])
+    with pytest.raises(InjectionError, match="2 verified markers for 3 vectors"):
+        inject_activations(packed, embeds, torch.randn(3, 64), meta)

@@ -6,6 +6,9 @@ LoRA — frozen weights are rebuilt from the run's starting checkpoint), each
 optimizer and scheduler state, the RNG states and `state.json` (the step, the data
 sampler positions, counters). It is written to a temporary directory and renamed
 into place, so a crash leaves either the whole checkpoint or none.
+
+Every rank calls `save_checkpoint` and `load_checkpoint`: sharded (FSDP) modules
+gather their weights and optimizer states to rank 0, which alone writes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from safetensors.torch import save_file
 
 from nlakit.errors import CheckpointError
 from nlakit.store.readers import read_json, read_pt, read_safetensors
+from nlakit.train.distributed import (
+    assign,
+    is_sharded,
+    load_optimizer_state,
+    optimizer_state,
+    whole,
+)
 
 _STEP = re.compile(r"^step_(\d{6,})$")
 # A checkpoint's files besides {name}.safetensors, .optimizer.pt and .scheduler.pt.
@@ -32,8 +42,11 @@ def step_name(step: int) -> str:
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters, whole (sharded ones gathered: every rank must call)."""
     return {
-        n: p.detach().cpu().contiguous() for n, p in module.named_parameters() if p.requires_grad
+        n: whole(p.detach()).cpu().contiguous()
+        for n, p in module.named_parameters()
+        if p.requires_grad
     }
 
 
@@ -47,7 +60,7 @@ def load_trainable(module: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
         )
     with torch.no_grad():
         for name, value in tensors.items():
-            module.get_parameter(name).copy_(value)
+            assign(module.get_parameter(name), value)
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
@@ -79,20 +92,34 @@ def save_checkpoint(
     generators: dict | None = None,
     keep: int | None = None,
     rng_states: dict[str, torch.Tensor] | None = None,
+    main: bool = True,
 ) -> Path:
     """Write `RUN/step_{step}/` atomically; keep only the newest `keep` checkpoints.
 
     `generators` are saved by name; `rng_states` adds states gathered elsewhere (other
-    ranks' generators, as `gen_NAME`)."""
+    ranks' generators, as `gen_NAME`). Optimizers are named as their modules. Under
+    several ranks every rank calls it, and only the `main` one writes."""
     run_dir = Path(run_dir)
+    weights = {
+        name: trainable_state(module)
+        for name, module in modules.items()
+        if main or is_sharded(module)
+    }
+    optimizer_states = {
+        name: optimizer_state(modules[name], optimizer)
+        for name, optimizer in optimizers.items()
+        if main or is_sharded(modules[name])
+    }
     final = run_dir / step_name(step)
+    if not main:
+        return final
     tmp = run_dir / f".{step_name(step)}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, module in modules.items():
-        save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
-    for name, optimizer in optimizers.items():
-        torch.save(optimizer.state_dict(), tmp / f"{name}.optimizer.pt")
+    for name, tensors in weights.items():
+        save_file(tensors, str(tmp / f"{name}.safetensors"))
+    for name, saved in optimizer_states.items():
+        torch.save(saved, tmp / f"{name}.optimizer.pt")
     for name, scheduler in schedulers.items():
         torch.save(scheduler.state_dict(), tmp / f"{name}.scheduler.pt")
     torch.save({**rng_state(generators or {}), **(rng_states or {})}, tmp / RNG_FILE)
@@ -129,7 +156,7 @@ def load_checkpoint(
         load_trainable(module, weights, str(path / name))
     for name, optimizer in optimizers.items():
         state = read_pt(path / f"{name}.optimizer.pt", f"the {name} optimizer's state", fix)
-        optimizer.load_state_dict(state)
+        load_optimizer_state(modules[name], optimizer, state)
     for name, scheduler in schedulers.items():
         state = read_pt(path / f"{name}.scheduler.pt", f"the {name} scheduler's state", fix)
         scheduler.load_state_dict(state)

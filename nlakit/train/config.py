@@ -33,6 +33,18 @@ class TrainingConfig(Config):
     allow_changes: str = option(
         "", "with --resume: settings that may differ from the run's, comma-separated (steps,lr)"
     )
+    parallel: str = option(
+        "ddp",
+        "how several ranks (torchrun) share the models: ddp (each holds all of them) or fsdp "
+        "(FSDP2: each holds 1/W of every weight, gradient and optimizer state)",
+        choices=("ddp", "fsdp"),
+    )
+    attention: str | None = option(
+        None,
+        "attention kernel of the trained models: sdpa, eager, flash_attention_2, "
+        "flash_attention_3 or flex_attention (default: transformers' choice, sdpa)",
+        choices=("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"),
+    )
     device: str | None = option(None, DEVICE_HELP)
     dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
     tensorboard: bool = option(False, "also log to TensorBoard (RUN/tensorboard)")

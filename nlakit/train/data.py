@@ -4,12 +4,16 @@ as batches for the AV and the AR.
 All AV prompts are the same rendered template, so an AV batch is
 `[prompt | response | padding]` with the response starting at the same position in
 every row; `response_logprobs` reads the model's log-probs of the response tokens
-only (the LM head runs on the response positions alone). Batches come from a
+only (the LM head runs on the response positions alone). Packed, the same rows go
+back to back in one row without padding (`pack_rows`: position ids restart at each
+prompt, from which `transformers` keeps each row's attention to itself). Batches come from a
 `BatchSampler`: a seeded permutation per epoch, grouped by length, whose position
 (epoch, batch) is saved in checkpoints so a resumed run sees the same batches.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -73,11 +77,56 @@ def pad_responses(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor
     return ids, mask
 
 
+@dataclass(frozen=True)
+class Packed:
+    """Prompt + response rows back to back in one row `[1, total]`.
+
+    `predict_at[k]` is the position whose logits predict response token `targets[k]`,
+    which sits at (`row[k]`, `col[k]`) of the padded `[batch, R]` layout."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    predict_at: torch.Tensor
+    targets: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+
+
+def pack_rows(prompt: list[int], responses: list[list[int]]) -> Packed:
+    """The rows `prompt + responses[i]` packed into one row, without padding."""
+    ids, positions, predict_at, targets, row, col = [], [], [], [], [], []
+    for i, response in enumerate(responses):
+        start = len(ids) + len(prompt)
+        ids += [*prompt, *response]
+        positions += range(len(prompt) + len(response))
+        predict_at += range(start - 1, start - 1 + len(response))
+        targets += response
+        row += [i] * len(response)
+        col += range(len(response))
+    as_long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return Packed(
+        as_long(ids)[None],
+        as_long(positions)[None],
+        as_long(predict_at),
+        as_long(targets)[None],
+        as_long(row),
+        as_long(col),
+    )
+
+
 def response_logprobs(
-    av, vectors: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor, forward=None
+    av,
+    vectors: torch.Tensor,
+    responses: torch.Tensor,
+    mask: torch.Tensor,
+    forward=None,
+    packed: bool = False,
 ) -> torch.Tensor:
     """The AV's log-probs `[batch, R]` of `responses` after the injected prompt
-    (`forward` is the AV itself or its DDP wrapper)."""
+    (`forward` is the AV itself or its DDP wrapper); 0 where `mask` is 0. `packed`:
+    computed on the rows packed into one, without padding (the same values)."""
+    if packed:
+        return _packed_logprobs(av, vectors, responses, mask, forward)
     n, width = responses.shape
     prompt = av.prompt_batch(n)
     ids = torch.cat([prompt, responses.to(prompt.device)], dim=1)
@@ -128,3 +177,20 @@ class BatchSampler:
     def load_state(self, state: dict) -> None:
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
         self._batches = self._epoch_batches(self.epoch)
+
+
+def _packed_logprobs(av, vectors, responses, mask, forward) -> torch.Tensor:
+    lengths = mask.sum(dim=1).long().tolist()
+    rows = [r[:k].tolist() for r, k in zip(responses, lengths, strict=True)]
+    pack = pack_rows(av.prompt_ids, rows)
+    device = av.device
+    out = (forward or av)(
+        pack.input_ids.to(device),
+        vectors.to(device),
+        position_ids=pack.position_ids.to(device),
+        logits_to_keep=pack.predict_at.to(device),
+        use_cache=False,
+    )
+    logp = token_logprobs(out.logits, pack.targets.to(device))[0]
+    full = torch.zeros(responses.shape, dtype=logp.dtype, device=device)
+    return full.index_put((pack.row.to(device), pack.col.to(device)), logp)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from nlakit import sites
 from nlakit.card import CardFigures, write_card
 from nlakit.meta import DatasetMeta, ModelMeta, read_meta, with_role
 from nlakit.models import (
@@ -28,6 +29,7 @@ from nlakit.models import (
     local_dir,
 )
 from nlakit.store.names import SIDECAR_NAME
+from nlakit.train.distributed import whole
 from nlakit.train.run_figures import run_figures
 
 # peft is imported where LoRA is set up: it is the optional `train` extra
@@ -40,6 +42,11 @@ class LoraSettings:
     alpha: float = 16.0
     targets: str = "all-linear"  # comma-separated module names, or all-linear
     rslora: bool = False
+
+    @classmethod
+    def of(cls, config) -> LoraSettings:
+        """The settings of a training config (`TrainingConfig`'s lora_* fields)."""
+        return cls(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
 
 
 def meta_for(tables: DatasetMeta, role: str) -> ModelMeta:
@@ -81,6 +88,57 @@ def start_ar(init: str, tables: DatasetMeta, device, dtype) -> ActivationReconst
         return ActivationReconstructor.from_pretrained(init, device=device, dtype=dtype)
     model, tokenizer = load_causal_lm(local_dir(init), device, dtype)
     return ActivationReconstructor.from_base(model, tokenizer, tables.layer, meta_for(tables, "ar"))
+
+
+def start(
+    role: str,
+    init: str,
+    tables: DatasetMeta,
+    device,
+    dtype,
+    lora: LoraSettings,
+    attention: str | None = None,
+) -> ActivationVerbalizer | ActivationReconstructor:
+    """The AV or AR a run trains: from `init` (`start_av`/`start_ar`), with its adapters
+    and, when given, the `attention` kernel (transformers' `attn_implementation`)."""
+    module = (start_av if role == "av" else start_ar)(init, tables, device, dtype)
+    if attention is not None:
+        decoder = module.model if role == "av" else module.backbone
+        sites.unwrap(decoder).set_attn_implementation(attention)
+    (add_lora_av if role == "av" else add_lora_ar)(module, lora)
+    return module
+
+
+# Attention kernels that run packed rows (position ids restarting) in time linear in
+# the rows; others (sdpa, eager) run a packed row as one long masked sequence.
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def packing_on(setting: str, module: torch.nn.Module) -> bool:
+    """Whether AV SFT packs its rows: `on`/`off`, or `auto` = where the model's
+    attention kernel is a variable-length one (`VARLEN_ATTENTION`). Measured on CPU
+    with sdpa, packing was 3-4x slower than length-bucketed padding (docs/benchmarks.md)."""
+    if setting != "auto":
+        return setting == "on"
+    config = getattr(sites.unwrap(getattr(module, "model", module)), "config", None)
+    return getattr(config, "_attn_implementation", None) in VARLEN_ATTENTION
+
+
+def rebuilt(
+    role: str, init: str, tables: DatasetMeta, dtype, lora: LoraSettings, state: dict
+) -> ActivationVerbalizer | ActivationReconstructor:
+    """A whole (unsharded) copy on the CPU of a module trained sharded, from the full
+    state dict gathered from the ranks: made again as `start` made it, then loaded."""
+    module = start(role, init, tables, "cpu", dtype, lora)
+    module.load_state_dict(state)
+    return module
+
+
+def blocks_of(module: ActivationVerbalizer | ActivationReconstructor) -> torch.nn.ModuleList:
+    """The decoder blocks of an AV or AR (the units FSDP shards one at a time)."""
+    return sites.blocks(
+        module.model if isinstance(module, ActivationVerbalizer) else module.backbone
+    )
 
 
 def _lora_config(settings: LoraSettings):
@@ -148,6 +206,7 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> tuple[float, boo
     """Clip the gradient norm; (norm before clipping, whether every gradient is finite)."""
     params = [p for p in module.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.tensor(0.0)
+    norm = whole(norm)  # a sharded model's norm is a DTensor
     return float(norm), bool(torch.isfinite(norm))
 
 

@@ -45,7 +45,16 @@ from nlakit.train import checkpoint as ckpt
 from nlakit.train import modules as M
 from nlakit.train.config import TrainingConfig
 from nlakit.train.data import BatchSampler, pad_responses, response_logprobs
-from nlakit.train.distributed import init_distributed, shutdown, wrap
+from nlakit.train.distributed import (
+    forward_only,
+    full_model_state,
+    gathered,
+    init_distributed,
+    is_sharded,
+    shard,
+    shutdown,
+    wrap,
+)
 from nlakit.train.evaluation import evaluate_pair
 from nlakit.train.logger import RunLogger
 from nlakit.train.losses import (
@@ -143,17 +152,18 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     held_out = load_table(tables / table_file("eval")).vectors[: config.eval_rows]
     baseline = FVEBaseline.load(tables / BASELINE_FILE)
     torch.manual_seed(config.seed)
-    av = M.start_av(config.av, table.meta, ctx.device, config.dtype)
-    ar = M.start_ar(config.ar, table.meta, ctx.device, config.dtype)
+    lora = M.LoraSettings.of(config)
+    av = M.start("av", config.av, table.meta, ctx.device, config.dtype, lora, config.attention)
+    ar = M.start("ar", config.ar, table.meta, ctx.device, config.dtype, lora, config.attention)
     check_pair(av.meta, ar.meta)
     check_agrees(av.meta, table.meta)
-    lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
-    M.add_lora_av(av, lora)
-    M.add_lora_ar(ar, lora)
     reference_mode, reference = _reference(av) if config.kl_coef > 0 else (None, None)
     av.train()
     ar.train()
-    av_step, ar_step = wrap(av, ctx), wrap(ar, ctx)
+    av_step = wrap(av, ctx, config.parallel, M.blocks_of(av))
+    ar_step = wrap(ar, ctx, config.parallel, M.blocks_of(ar))
+    if is_sharded(av) and reference is not None and reference is not av:
+        shard(reference, M.blocks_of(reference), ctx)  # the frozen copy of a full fine-tune
     lr = config.lr or M.width_scaled_lr(table.meta.d_model)
     av_opt = M.optimizer_for(av, lr, config.weight_decay)
     clock = {"seconds": 0.0}  # training time so far (sample + score + update), resumed
@@ -202,14 +212,15 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         t0 = time.perf_counter()
         vectors = table.vectors[ctx.shard(sampler.next())].repeat_interleave(G, dim=0)
         av.eval()
-        samples = sample_explanations(av, vectors, sampling, generator)
+        with gathered(av):
+            samples = sample_explanations(av, vectors, sampling, generator)
         av.train()
         t1 = time.perf_counter()
         # 2. score ---------------------------------------------------------------------
         finished = torch.tensor([s.finished for s in samples])
         lengths = torch.tensor([s.n_tokens for s in samples], dtype=torch.float32)
         texts = [s.explanation or "" for s in samples]
-        with torch.no_grad():
+        with torch.no_grad(), forward_only(ar):
             pred = ar.reconstruct(texts)
         mse = mse_nrm(pred, vectors, scale)
         reward = rewards(mse, lengths, finished, config.length_penalty)
@@ -224,7 +235,7 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
                 logp = response_logprobs(av, vectors[part], responses[part], mask[part], av_step)
             ref_logp = logp.detach()  # no KL penalty: the reference forward is skipped
             if config.kl_coef > 0:
-                with torch.no_grad(), reference_mode():
+                with torch.no_grad(), reference_mode(), forward_only(reference):
                     ref_logp = response_logprobs(
                         reference, vectors[part], responses[part], mask[part]
                     )
@@ -297,8 +308,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         }
         last = step == config.steps or 0 < config.max_seconds <= clock["seconds"]
         evaluate_now = (config.eval_every and step % config.eval_every == 0) or last
-        if evaluate_now and ctx.main:
-            result, _ = evaluate_pair(av, ar, held_out, baseline, sampling, config.seed)
+        if evaluate_now and (ctx.main or is_sharded(av)):  # sharded: every rank takes part
+            with gathered(av), forward_only(ar):
+                result, _ = evaluate_pair(av, ar, held_out, baseline, sampling, config.seed)
             last_eval = {f"eval_{k}": v for k, v in result.items()}
             metrics.update(last_eval)
         logger.log(step, metrics)
@@ -312,24 +324,31 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         if (config.save_every and step % config.save_every == 0) or last:
             # every rank's sampling stream, so that each resumes with its own
             streams = ctx.gather_objects(generator.get_state())
-            if ctx.main:
-                ckpt.save_checkpoint(
-                    out,
-                    step,
-                    modules,
-                    opts,
-                    scheds,
-                    {
-                        "sampler": sampler.state(),
-                        "skipped_steps": skipped,
-                        "reward_avg": reward_avg,
-                        "train_seconds": clock["seconds"],
-                    },
-                    keep=config.keep_checkpoints,
-                    rng_states={f"gen_{sampling_key(r)}": st for r, st in enumerate(streams)},
-                )
+            ckpt.save_checkpoint(
+                out,
+                step,
+                modules,
+                opts,
+                scheds,
+                {
+                    "sampler": sampler.state(),
+                    "skipped_steps": skipped,
+                    "reward_avg": reward_avg,
+                    "train_seconds": clock["seconds"],
+                },
+                keep=config.keep_checkpoints,
+                rng_states={f"gen_{sampling_key(r)}": st for r, st in enumerate(streams)},
+                main=ctx.main,
+            )
             ctx.barrier()
     bar.close()
+    if is_sharded(av):  # whole copies on rank 0 to export
+        states = {"av": full_model_state(av), "ar": full_model_state(ar)}
+        if ctx.main:
+            av, ar = (
+                M.rebuilt(role, init, table.meta, config.dtype, lora, states[role])
+                for role, init in (("av", config.av), ("ar", config.ar))
+            )
     if ctx.main:
         M.export_av(av, out / "av")
         M.export_ar(ar, out / "ar")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,15 @@ from nlakit.train.data import (
     response_ids,
     response_logprobs,
 )
-from nlakit.train.distributed import init_distributed, shutdown, wrap
+from nlakit.train.distributed import (
+    accumulating,
+    forward_only,
+    full_model_state,
+    init_distributed,
+    is_sharded,
+    shutdown,
+    wrap,
+)
 from nlakit.train.logger import RunLogger
 from nlakit.train.losses import ar_loss
 from nlakit.train.run_dir import prepare_run, run_lock
@@ -60,6 +67,12 @@ class SFTConfig(TrainingConfig):
     eval_every: int = option(200, "steps between held-out evaluations (0 = only at the end)", ge=0)
     eval_rows: int = option(256, "held-out rows per evaluation", ge=1)
     save_every: int = option(500, "steps between checkpoints (0 = only at the end)", ge=0)
+    packing: str = option(
+        "auto",
+        "AV rows packed into one sequence without padding (position ids restart per row): "
+        "on, off, or auto (on with a variable-length attention kernel, see --attention)",
+        choices=("auto", "on", "off"),
+    )
 
 
 def _check(config: SFTConfig) -> None:
@@ -74,10 +87,11 @@ class _Task:
 
     def __init__(self, config: SFTConfig, model, table, ctx):
         self.config, self.model, self.table, self.ctx = config, model, table, ctx
-        self.forward = wrap(model, ctx)
+        self.forward = wrap(model, ctx, config.parallel, M.blocks_of(model))
         if config.role == "av":
             self.targets = response_ids(model, table.columns["response"])
             self.lengths = [len(t) for t in self.targets]
+            self.packed = M.packing_on(config.packing, model)
         else:
             self.texts = table.columns["explanation"]
             self.lengths = [len(t) for t in self.texts]
@@ -92,7 +106,9 @@ class _Task:
             ids, mask = pad_responses(
                 [self.targets[i] for i in rows], self.model.tokenizer.pad_token_id
             )
-            logp = response_logprobs(self.model, vectors, ids, mask, forward=self.forward)
+            logp = response_logprobs(
+                self.model, vectors, ids, mask, forward=self.forward, packed=self.packed
+            )
             return -(logp * mask.to(logp.device)).sum()
         enc = self.model.tokenize([self.texts[i] for i in rows])
         pred = self.forward(**enc)
@@ -142,12 +158,10 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
         ("response",) if config.role == "av" else ("explanation",),
     )
     init = config.model or table.meta.extraction.base_model
-    start = M.start_av if config.role == "av" else M.start_ar
     torch.manual_seed(config.seed)
-    model = start(init, table.meta, ctx.device, config.dtype)
+    lora = M.LoraSettings.of(config)
+    model = M.start(config.role, init, table.meta, ctx.device, config.dtype, lora, config.attention)
     check_agrees(model.meta, table.meta)
-    lora = M.LoraSettings(config.lora_rank, config.lora_alpha, config.lora_targets, config.rslora)
-    (M.add_lora_av if config.role == "av" else M.add_lora_ar)(model, lora)
     model.train()
     task = _Task(config, model, table, ctx)
     sampler = BatchSampler(task.lengths, config.batch_size, config.seed)
@@ -185,8 +199,7 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
         micro = [rows[i :: config.grad_accum] for i in range(config.grad_accum)]
         loss_total = 0.0
         for i, part in enumerate(micro):
-            sync = task.forward.no_sync() if ctx.active and i < len(micro) - 1 else nullcontext()
-            with sync, M.autocast(ctx.device):
+            with accumulating(task.forward, ctx, i == len(micro) - 1), M.autocast(ctx.device):
                 loss = task.loss_sum(part) / units * ctx.world
                 loss.backward()
             loss_total += loss.detach().item() / ctx.world
@@ -206,7 +219,10 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
             "step_seconds": time.perf_counter() - t0,
         }
         if (config.eval_every and step % config.eval_every == 0) or step == config.steps:
-            last_eval = evaluate(config, model, tables, baseline) if ctx.main else {}
+            # a sharded model needs every rank in its forwards
+            if ctx.main or is_sharded(model):
+                with forward_only(model):
+                    last_eval = evaluate(config, model, tables, baseline)
             metrics.update(last_eval)
         logger.log(step, metrics)
         bar.update(1)
@@ -214,18 +230,25 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
             loss=f"{metrics['loss']:.3f}", **{k: f"{v:.3f}" for k, v in last_eval.items()}
         )
         if (config.save_every and step % config.save_every == 0) or step == config.steps:
-            if ctx.main:
-                ckpt.save_checkpoint(
-                    out,
-                    step,
-                    {config.role: model},
-                    {config.role: optimizer},
-                    {config.role: scheduler},
-                    {"sampler": sampler.state(), "skipped_steps": skipped},
-                    keep=config.keep_checkpoints,
-                )
+            ckpt.save_checkpoint(
+                out,
+                step,
+                {config.role: model},
+                {config.role: optimizer},
+                {config.role: scheduler},
+                {"sampler": sampler.state(), "skipped_steps": skipped},
+                keep=config.keep_checkpoints,
+                main=ctx.main,
+            )
             ctx.barrier()
     bar.close()
+    if is_sharded(model):
+        state = full_model_state(model)
+        model = (
+            M.rebuilt(config.role, init, table.meta, config.dtype, lora, state)
+            if ctx.main
+            else None
+        )
     if ctx.main:
         (M.export_av if config.role == "av" else M.export_ar)(model, out / config.role)
     logger.close()

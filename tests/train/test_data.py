@@ -6,6 +6,7 @@ from nlakit.train import modules as M
 from nlakit.train.data import (
     BatchSampler,
     _templated_response,
+    pack_rows,
     pad_responses,
     response_ids,
     response_logprobs,
@@ -64,3 +65,36 @@ def test_av_from_tables_uses_their_sidecar(small_tables, small_world):
     av, table = make_av(small_tables, small_world)
     assert isinstance(av, ActivationVerbalizer)
     assert av.meta.av_template == table.meta.av_template and av.meta.layer == table.meta.layer
+
+
+def test_pack_rows_puts_rows_back_to_back_and_points_at_each_response_token():
+    pack = pack_rows([7, 8, 9], [[1, 2], [3]])
+    assert pack.input_ids.tolist() == [[7, 8, 9, 1, 2, 7, 8, 9, 3]]
+    assert pack.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
+    assert pack.predict_at.tolist() == [2, 3, 7]  # the position before each response token
+    assert pack.targets.tolist() == [[1, 2, 3]]
+    assert (pack.row.tolist(), pack.col.tolist()) == ([0, 0, 1], [0, 1, 0])
+
+
+def test_packed_logprobs_and_gradients_equal_padded(arch, tokenizer, make_model):
+    """Each architecture keeps a packed row's prompts apart (position ids restart), so
+    log-probs and gradients are those of the padded batch."""
+    av = ActivationVerbalizer.from_base(make_model(arch, seed=3), tokenizer, 1)
+    generator = torch.Generator().manual_seed(0)
+    lengths = [5, 11, 2, 8]
+    rows = [torch.randint(10, 200, (k,), generator=generator).tolist() for k in lengths]
+    ids, mask = pad_responses(rows, av.tokenizer.pad_token_id)
+    vectors = torch.randn(len(rows), av.meta.d_model, generator=generator)
+
+    def run(packed: bool):
+        av.zero_grad()
+        logp = response_logprobs(av, vectors, ids, mask, packed=packed)
+        (logp * mask).sum().backward()
+        grads = [p.grad.clone() for p in av.parameters() if p.grad is not None]
+        return logp.detach() * mask, grads
+
+    (padded, padded_grads), (packed, packed_grads) = run(False), run(True)
+    assert torch.allclose(packed, padded, atol=1e-5)
+    assert len(packed_grads) == len(padded_grads)
+    for a, b in zip(packed_grads, padded_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

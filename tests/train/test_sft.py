@@ -128,3 +128,35 @@ def test_cli(capsys, small_tables, tmp_path):
     )
     assert code == 0 and "AR SFT done" in capsys.readouterr().out
     assert json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+def test_packed_av_sft_trains_as_padded(small_tables, tmp_path):
+    """`--packing on` runs the same optimisation as padded batches (same losses, same
+    weights, to float rounding)."""
+    from safetensors.torch import load_file
+
+    kw = dict(steps=3, lr=1e-3)
+    run(small_tables, tmp_path / "padded", "av", packing="off", **kw)
+    run(small_tables, tmp_path / "packed", "av", packing="on", **kw)
+    padded, packed = (read_metrics(tmp_path / k) for k in ("padded", "packed"))
+    assert [r["loss"] for r in packed] == pytest.approx([r["loss"] for r in padded], rel=1e-5)
+    a = load_file(str(next((tmp_path / "padded" / "av").glob("*.safetensors"))))
+    b = load_file(str(next((tmp_path / "packed" / "av").glob("*.safetensors"))))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
+
+
+def test_packing_auto_follows_the_attention_kernel(small_tables, small_world):
+    from nlakit.store.tables import load_table
+    from nlakit.train import modules as M
+
+    table = load_table(small_tables / "av_sft.parquet", ("response",))
+    av = M.start("av", str(small_world / "model"), table.meta, "cpu", None, M.LoraSettings())
+    assert not M.packing_on("auto", av)  # sdpa: a packed row is one long masked sequence
+    assert M.packing_on("on", av) and not M.packing_on("off", av)
+    av.model.config._attn_implementation = "flash_attention_2"
+    assert M.packing_on("auto", av)
+    eager = M.start(
+        "av", str(small_world / "model"), table.meta, "cpu", None, M.LoraSettings(), "eager"
+    )
+    assert eager.model.config._attn_implementation == "eager"
