@@ -68,6 +68,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/early_exit.py
 	$(PY) bench/generation.py
+	$(PY) bench/sft_packing.py
 	test -d runs/demo && $(PY) bench/rl_step.py --run runs/demo || echo "bench/rl_step.py: run make demo first"
 
 clean:

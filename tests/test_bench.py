@@ -23,6 +23,11 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             "3/3 outputs identical",
         ),
         (
+            "sft_packing.py",
+            ["--steps", "1", "--batch", "4", "--hidden", "64", "--layers", "2", "--max-len", "30"],
+            "largest loss difference packed vs padded: ",
+        ),
+        (
             "gpu.py",
             [
                 "--shape",
