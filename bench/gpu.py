@@ -10,7 +10,9 @@ On a randomly initialised model of Qwen3-8B's shape it measures, in one run:
 2. rollout decode at batch 512 (prompt + injected activation, then `--tokens` new
    tokens, no early stop) per engine: tokens/s against the HBM roofline (weights plus
    the mean KV cache read once per decode step, over the memory bandwidth);
-3. one RL step of 512 × `--tokens` (64 activations × G = 8) with LoRA on the AV and
+3. AV SFT with QLoRA (the AV saved, then loaded as training loads it with
+   `--load-in-4bit`: NF4 base through bitsandbytes, LoRA adapters): tokens/s;
+4. one RL step of 512 × `--tokens` (64 activations × G = 8) with LoRA on the AV and
    the AR: generate / score / update seconds;
 
 and the peak memory of each stage. It prints one table and appends it, with the date,
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -297,18 +301,34 @@ def main() -> None:
         run_stage(label, lambda c=compile: decode_stage(av, args, device, n_params, bandwidth, c),
                   table, deadline)  # fmt: skip
 
-    def vllm_decode():
-        import importlib.util
-        import tempfile
+    folders: list[str] = []
 
+    def saved_av() -> str:
+        """The AV on disk (once), for the stages that load it as nlakit does."""
+        if not folders:
+            folders.append(tempfile.mkdtemp(prefix="nlakit-bench-av-"))
+            av.save_pretrained(folders[0])
+        return folders[0]
+
+    def vllm_decode():
         if importlib.util.find_spec("vllm") is None:
             return {"note": "vllm not installed here"}
-        folder = tempfile.mkdtemp(prefix="nlakit-bench-av-")
-        av.save_pretrained(folder)  # the vllm engine reads the AV from disk
-        saved = ActivationVerbalizer.from_pretrained(folder, device=device)
+        saved = ActivationVerbalizer.from_pretrained(saved_av(), device=device)
         return decode_stage(saved, args, device, n_params, bandwidth, False, engine="vllm")
 
     run_stage("decode, vllm", vllm_decode, table, deadline)
+
+    def qlora_sft():
+        if importlib.util.find_spec("bitsandbytes") is None:
+            return {"note": "bitsandbytes not installed here"}
+        lora = M.LoraSettings(args.lora_rank)
+        quantized = M.start("av", saved_av(), None, device, None, lora, load_in_4bit=True)
+        row = sft_stage(quantized, args, device, n_params, None)
+        row["note"] += ", NF4 base + LoRA"
+        del quantized
+        return row
+
+    run_stage(f"AV SFT, QLoRA r{args.lora_rank}", qlora_sft, table, deadline)
 
     def rl():
         ar = ActivationReconstructor.from_base(av.model, av.tokenizer, layer, meta=av.meta)

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nlakit import sites
-from nlakit.errors import CheckpointError, MetaError, NLAKitError, field_error
+from nlakit.errors import CheckpointError, MetaError, NLAKitError, field_error, require
 from nlakit.injection import build_inputs_embeds
 from nlakit.meta import (
     ModelMeta,
@@ -197,22 +197,40 @@ def _base_meta(
     return meta
 
 
+def four_bit(dtype: torch.dtype):
+    """QLoRA's quantization of a frozen base: NF4 weights, double-quantized constants,
+    matmuls in `dtype` (a `transformers` `BitsAndBytesConfig`; needs bitsandbytes)."""
+    from transformers import BitsAndBytesConfig
+
+    require("bitsandbytes", "qlora", "4-bit loading (--load-in-4bit)")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+
+
 def load_causal_lm(
     path_or_id: str | os.PathLike,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    load_in_4bit: bool = False,
 ):
-    """A causal LM and its tokenizer (local directory or Hub id), in eval mode."""
+    """A causal LM and its tokenizer (local directory or Hub id), in eval mode;
+    `load_in_4bit`: its linear layers quantized to NF4 (`four_bit`)."""
     from transformers import AutoModelForCausalLM
 
     path = local_dir(path_or_id)
     dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
     model = AutoModelForCausalLM.from_pretrained(
         str(path),
-        dtype=resolve_dtype(dtype, dev),
+        dtype=torch_dtype,
         device_map=str(dev),
         trust_remote_code=trust_remote_code,
+        quantization_config=four_bit(torch_dtype) if load_in_4bit else None,
     )
     return model.eval(), load_tokenizer(path, trust_remote_code)
 
@@ -247,11 +265,13 @@ class ActivationVerbalizer(nn.Module):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         trust_remote_code: bool = False,
+        load_in_4bit: bool = False,
     ) -> ActivationVerbalizer:
-        """Load an AV checkpoint (local directory or Hub id) and check its sidecar."""
+        """Load an AV checkpoint (local directory or Hub id) and check its sidecar
+        (`load_in_4bit`: the decoder's linear layers in NF4, for QLoRA)."""
         path = local_dir(path_or_id)
         meta = _read_model_meta(path, "av")
-        model, tokenizer = load_causal_lm(path, device, dtype, trust_remote_code)
+        model, tokenizer = load_causal_lm(path, device, dtype, trust_remote_code, load_in_4bit)
         return cls(model, tokenizer, meta)
 
     def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
@@ -412,8 +432,11 @@ class ActivationReconstructor(nn.Module):
         dtype: str | torch.dtype | None = None,
         layer: int | None = None,
         trust_remote_code: bool = False,
+        load_in_4bit: bool = False,
     ) -> ActivationReconstructor:
-        """Load an AR directory or Hub id in the released layout, reading only blocks 0..K."""
+        """Load an AR directory or Hub id in the released layout, reading only blocks 0..K
+        (`load_in_4bit`: the backbone's linear layers in NF4, for QLoRA; the value head
+        stays in `dtype`)."""
         from transformers import AutoConfig, AutoModel
 
         path = local_dir(path_or_id)
@@ -440,6 +463,7 @@ class ActivationReconstructor(nn.Module):
             trust_remote_code=trust_remote_code,
             key_mapping=key_mapping,
             output_loading_info=True,
+            quantization_config=four_bit(torch_dtype) if load_in_4bit else None,
         )
         if loading["missing_keys"]:
             raise CheckpointError(

@@ -4,9 +4,10 @@ defaults) and add their own."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
 
 
 @dataclass(kw_only=True)
@@ -27,6 +28,12 @@ class TrainingConfig(Config):
         "all-linear", "modules that get adapters: all-linear or comma-separated names"
     )
     rslora: bool = option(False, "rank-stabilised LoRA scaling (α / √rank)")
+    load_in_4bit: bool = option(
+        False,
+        "QLoRA: the frozen base weights in 4-bit NF4 through bitsandbytes, under the LoRA "
+        "adapters (needs --lora-rank > 0; pip install 'nlakit[qlora]'); exports are merged "
+        "into the full-precision weights",
+    )
     keep_checkpoints: int = option(2, "newest step checkpoints kept", ge=1)
     seed: int = option(0, "seeds the data order, sampling and new weights", ge=0)
     resume: bool = option(False, "continue from the newest checkpoint in `out`")
@@ -50,3 +57,22 @@ class TrainingConfig(Config):
     tensorboard: bool = option(False, "also log to TensorBoard (RUN/tensorboard)")
     wandb: bool = option(False, "also log to Weights & Biases")
     progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.load_in_4bit:
+            if self.lora_rank == 0:
+                raise ConfigError(
+                    "--load-in-4bit: a 4-bit base cannot be fine-tuned itself; give LoRA "
+                    "adapters to train over it (--lora-rank 16), or drop --load-in-4bit."
+                )
+            if self.parallel == "fsdp":
+                raise ConfigError(
+                    "--load-in-4bit with --parallel fsdp is not supported (the 4-bit weights "
+                    "cannot be sharded); use --parallel ddp, or a full-precision base."
+                )
+            if importlib.util.find_spec("bitsandbytes") is None:  # before any model loads
+                raise ConfigError(
+                    "--load-in-4bit needs the `bitsandbytes` package, which is not installed: "
+                    "pip install 'nlakit[qlora]'"
+                )

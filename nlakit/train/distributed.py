@@ -35,7 +35,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
-    get_model_state_dict,
     get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
@@ -216,12 +215,6 @@ def assign(param: torch.Tensor, value: torch.Tensor) -> None:
 
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def full_model_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Every weight and buffer of a sharded `module`, whole, on rank 0's CPU (other ranks
-    get an empty dict; every rank must call it)."""
-    return get_model_state_dict(module, options=_FULL)
 
 
 def optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict:

@@ -29,7 +29,8 @@ from nlakit.models import (
     local_dir,
 )
 from nlakit.store.names import SIDECAR_NAME
-from nlakit.train.distributed import whole
+from nlakit.train.checkpoint import load_trainable, trainable_state
+from nlakit.train.distributed import is_sharded, whole
 from nlakit.train.run_figures import run_figures
 
 # peft is imported where LoRA is set up: it is the optional `train` extra
@@ -74,19 +75,27 @@ def is_nla_checkpoint(path: str | os.PathLike, role: str) -> bool:
     return isinstance(meta, ModelMeta) and meta.role == role
 
 
-def start_av(init: str, tables: DatasetMeta, device, dtype) -> ActivationVerbalizer:
+def start_av(
+    init: str, tables: DatasetMeta, device, dtype, load_in_4bit: bool = False
+) -> ActivationVerbalizer:
     """An AV from an AV checkpoint, or a fresh one from a target model."""
     if is_nla_checkpoint(init, "av"):
-        return ActivationVerbalizer.from_pretrained(init, device=device, dtype=dtype)
-    model, tokenizer = load_causal_lm(local_dir(init), device, dtype)
+        return ActivationVerbalizer.from_pretrained(
+            init, device=device, dtype=dtype, load_in_4bit=load_in_4bit
+        )
+    model, tokenizer = load_causal_lm(local_dir(init), device, dtype, load_in_4bit=load_in_4bit)
     return ActivationVerbalizer.from_base(model, tokenizer, tables.layer, meta_for(tables, "av"))
 
 
-def start_ar(init: str, tables: DatasetMeta, device, dtype) -> ActivationReconstructor:
+def start_ar(
+    init: str, tables: DatasetMeta, device, dtype, load_in_4bit: bool = False
+) -> ActivationReconstructor:
     """An AR from an AR checkpoint, or a fresh one (blocks 0..K) from a target model."""
     if is_nla_checkpoint(init, "ar"):
-        return ActivationReconstructor.from_pretrained(init, device=device, dtype=dtype)
-    model, tokenizer = load_causal_lm(local_dir(init), device, dtype)
+        return ActivationReconstructor.from_pretrained(
+            init, device=device, dtype=dtype, load_in_4bit=load_in_4bit
+        )
+    model, tokenizer = load_causal_lm(local_dir(init), device, dtype, load_in_4bit=load_in_4bit)
     return ActivationReconstructor.from_base(model, tokenizer, tables.layer, meta_for(tables, "ar"))
 
 
@@ -98,10 +107,12 @@ def start(
     dtype,
     lora: LoraSettings,
     attention: str | None = None,
+    load_in_4bit: bool = False,
 ) -> ActivationVerbalizer | ActivationReconstructor:
     """The AV or AR a run trains: from `init` (`start_av`/`start_ar`), with its adapters
-    and, when given, the `attention` kernel (transformers' `attn_implementation`)."""
-    module = (start_av if role == "av" else start_ar)(init, tables, device, dtype)
+    and, when given, the `attention` kernel (transformers' `attn_implementation`);
+    `load_in_4bit`: QLoRA, the frozen base in NF4 under the adapters."""
+    module = (start_av if role == "av" else start_ar)(init, tables, device, dtype, load_in_4bit)
     if attention is not None:
         decoder = module.model if role == "av" else module.backbone
         sites.unwrap(decoder).set_attn_implementation(attention)
@@ -125,13 +136,34 @@ def packing_on(setting: str, module: torch.nn.Module) -> bool:
 
 
 def rebuilt(
-    role: str, init: str, tables: DatasetMeta, dtype, lora: LoraSettings, state: dict
+    role: str, init: str, tables: DatasetMeta, dtype, lora: LoraSettings, trained: dict
 ) -> ActivationVerbalizer | ActivationReconstructor:
-    """A whole (unsharded) copy on the CPU of a module trained sharded, from the full
-    state dict gathered from the ranks: made again as `start` made it, then loaded."""
+    """A whole, full-precision copy on the CPU of a module trained sharded (FSDP) or
+    over a 4-bit base (QLoRA), to export: made again from `init` as `start` made it,
+    with the `trained` parameters (`checkpoint.trainable_state`) loaded; the frozen
+    ones are `init`'s, which training never changes."""
     module = start(role, init, tables, "cpu", dtype, lora)
-    module.load_state_dict(state)
+    load_trainable(module, trained, f"the trained {role}")
     return module
+
+
+def for_export(
+    module: ActivationVerbalizer | ActivationReconstructor,
+    role: str,
+    init: str,
+    tables: DatasetMeta,
+    config,
+    main: bool,
+) -> ActivationVerbalizer | ActivationReconstructor | None:
+    """What a run exports: the trained module itself, or — when it was trained sharded
+    or over a 4-bit base — a whole full-precision copy (`rebuilt`, on the `main` rank;
+    `None` elsewhere). Every rank must call it (a sharded module's weights are gathered)."""
+    if not (is_sharded(module) or config.load_in_4bit):
+        return module
+    trained = trainable_state(module)
+    if not main:
+        return None
+    return rebuilt(role, init, tables, config.dtype, LoraSettings.of(config), trained)
 
 
 def blocks_of(module: ActivationVerbalizer | ActivationReconstructor) -> torch.nn.ModuleList:

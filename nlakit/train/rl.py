@@ -47,7 +47,6 @@ from nlakit.train.config import TrainingConfig
 from nlakit.train.data import BatchSampler, pad_responses, response_logprobs
 from nlakit.train.distributed import (
     forward_only,
-    full_model_state,
     gathered,
     init_distributed,
     is_sharded,
@@ -153,8 +152,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     baseline = FVEBaseline.load(tables / BASELINE_FILE)
     torch.manual_seed(config.seed)
     lora = M.LoraSettings.of(config)
-    av = M.start("av", config.av, table.meta, ctx.device, config.dtype, lora, config.attention)
-    ar = M.start("ar", config.ar, table.meta, ctx.device, config.dtype, lora, config.attention)
+    settings = (ctx.device, config.dtype, lora, config.attention, config.load_in_4bit)
+    av = M.start("av", config.av, table.meta, *settings)
+    ar = M.start("ar", config.ar, table.meta, *settings)
     check_pair(av.meta, ar.meta)
     check_agrees(av.meta, table.meta)
     reference_mode, reference = _reference(av) if config.kl_coef > 0 else (None, None)
@@ -342,13 +342,8 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             )
             ctx.barrier()
     bar.close()
-    if is_sharded(av):  # whole copies on rank 0 to export
-        states = {"av": full_model_state(av), "ar": full_model_state(ar)}
-        if ctx.main:
-            av, ar = (
-                M.rebuilt(role, init, table.meta, config.dtype, lora, states[role])
-                for role, init in (("av", config.av), ("ar", config.ar))
-            )
+    av = M.for_export(av, "av", config.av, table.meta, config, ctx.main)
+    ar = M.for_export(ar, "ar", config.ar, table.meta, config, ctx.main)
     if ctx.main:
         M.export_av(av, out / "av")
         M.export_ar(ar, out / "ar")

@@ -40,7 +40,6 @@ from nlakit.train.data import (
 from nlakit.train.distributed import (
     accumulating,
     forward_only,
-    full_model_state,
     init_distributed,
     is_sharded,
     shutdown,
@@ -242,13 +241,7 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
             )
             ctx.barrier()
     bar.close()
-    if is_sharded(model):
-        state = full_model_state(model)
-        model = (
-            M.rebuilt(config.role, init, table.meta, config.dtype, lora, state)
-            if ctx.main
-            else None
-        )
+    model = M.for_export(model, config.role, init, table.meta, config, ctx.main)
     if ctx.main:
         (M.export_av if config.role == "av" else M.export_ar)(model, out / config.role)
     logger.close()

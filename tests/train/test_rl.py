@@ -180,3 +180,18 @@ def test_sigkill_mid_run_then_resume_reproduces_the_run(small_tables, trained_pa
                 assert y[key] is None
             else:
                 assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-6), (x["step"], key)
+
+
+def test_qlora_rl_runs_over_4bit_bases_and_exports_full_precision(
+    small_tables, trained_pair, tmp_path
+):
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (nlakit[qlora])")
+    from bitsandbytes.nn import Linear4bit
+
+    kw = dict(steps=2, lora_rank=4, load_in_4bit=True, freeze_ar=False)
+    rl(config(small_tables, trained_pair, tmp_path / "rl", **kw))
+    assert [r["step"] for r in read_metrics(tmp_path / "rl")] == [1, 2]
+    nla = NLA.from_pretrained(av=tmp_path / "rl" / "av", ar=tmp_path / "rl" / "ar", device="cpu")
+    for module in (nla.av.model, nla.ar.backbone):
+        assert not any(isinstance(m, Linear4bit) for m in module.modules())
+    assert len(nla.explain(torch.randn(2, 64), max_new_tokens=4)) == 2

@@ -160,3 +160,40 @@ def test_packing_auto_follows_the_attention_kernel(small_tables, small_world):
         "av", str(small_world / "model"), table.meta, "cpu", None, M.LoraSettings(), "eager"
     )
     assert eager.model.config._attn_implementation == "eager"
+
+
+def test_qlora_trains_adapters_over_a_4bit_base_and_exports_full_precision(
+    small_tables, small_world, tmp_path
+):
+    """`--load-in-4bit`: the base's linear layers are NF4 (bitsandbytes) under the
+    adapters; the export is the full-precision base with the trained adapters merged."""
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (nlakit[qlora])")
+    from bitsandbytes.nn import Linear4bit
+    from safetensors.torch import load_file
+
+    from nlakit.store.tables import load_table
+    from nlakit.train import modules as M
+
+    table = load_table(small_tables / "av_sft.parquet", ("response",))
+    lora = M.LoraSettings(rank=4)
+    quantized = M.start("av", str(small_world / "model"), table.meta, "cpu", None, lora, None, True)
+    linears = [m for m in quantized.model.modules() if isinstance(m, Linear4bit)]
+    assert linears and all(not p.requires_grad for m in linears for p in m.parameters())
+    run(small_tables, tmp_path / "q", "av", steps=3, lr=1e-2, lora_rank=4, load_in_4bit=True)
+    records = read_metrics(tmp_path / "q")
+    assert len(records) == 3 and all(r["skipped_steps"] == 0 for r in records)
+    exported = load_file(str(next((tmp_path / "q" / "av").glob("*.safetensors"))))
+    base = load_file(str(next((small_world / "model").glob("*.safetensors"))))
+    assert all(t.dtype == torch.float32 for t in exported.values())
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert exported[name].shape == base[name].shape
+    # exactly the full-precision base plus the trained adapters (B A · α/r), not a
+    # dequantized 4-bit base
+    adapters = load_file(str(tmp_path / "q" / "step_000003" / "av.safetensors"))
+    prefix = "model.base_model.model." + name.removesuffix(".weight")
+    a, b = adapters[f"{prefix}.lora_A.default.weight"], adapters[f"{prefix}.lora_B.default.weight"]
+    delta = b @ a * (16.0 / 4)
+    assert delta.abs().max() > 0
+    assert torch.allclose(exported[name], base[name] + delta, atol=1e-6)
+    av = NLA.from_pretrained(av=tmp_path / "q" / "av", device="cpu").av
+    assert not any(isinstance(m, Linear4bit) for m in av.model.modules())
