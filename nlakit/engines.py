@@ -26,6 +26,7 @@ settings, and returns the sampled token ids `[n, steps]`, their log-probs under 
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +179,20 @@ def vllm_llm(path: Path, dtype: torch.dtype, max_len: int):
     return _LLMS[key]
 
 
+def release_vllm(path: str | os.PathLike) -> None:
+    """Shut down and forget the `vllm.LLM`s made for `path` (a policy snapshot that RL
+    replaces), freeing their memory before the next one starts."""
+    for key in [k for k in _LLMS if k[0] == str(path)]:
+        llm = _LLMS.pop(key)
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _start_vllm(vllm, path: Path, dtype: torch.dtype, max_len: int):
     return vllm.LLM(
         model=str(path),
@@ -204,15 +219,18 @@ def vllm_decode(
     `prompt_embeds`; each row gets a seed drawn from `generator` (reproducible runs)."""
     from vllm import SamplingParams
 
-    if hasattr(av.model, "peft_config"):
+    weights = getattr(config, "weights", None)
+    if weights is None and hasattr(av.model, "peft_config"):
         raise NLAKitError(
             "--engine vllm samples from the AV's directory on disk, and this AV carries "
-            "LoRA adapters that are not saved there (RL); use --engine hf."
+            "LoRA adapters that are not saved there; export it first (RL does: a snapshot "
+            "every --sync-every steps), or use --engine hf."
         )
     n = vectors.shape[0]
     input_ids = av.prompt_batch(n)
     embeds = marker_embeds(av, input_ids, vectors, marker).detach().cpu()
-    llm = vllm_llm(model_dir(av), embeds.dtype, input_ids.shape[1] + config.max_new_tokens)
+    path = Path(weights) if weights is not None else model_dir(av)
+    llm = vllm_llm(path, embeds.dtype, input_ids.shape[1] + config.max_new_tokens)
     seeds = torch.randint(0, 2**31 - 1, (n,), generator=generator).tolist()
     params = [
         SamplingParams(

@@ -66,6 +66,11 @@ class SamplingConfig(Config):
         "hf", "rollout engine: hf (transformers) or vllm (the vllm extra)", choices=("hf", "vllm")
     )
     compile: bool = option(True, "on CUDA: a static KV cache and a compiled decode step")
+    weights: str | None = option(
+        None,
+        "vllm engine: the directory it loads the AV's weights from (default: the AV's own; "
+        "RL points it at a synced snapshot of the policy)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

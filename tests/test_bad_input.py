@@ -176,6 +176,8 @@ CASES = [
         ("--load-in-4bit", "--parallel fsdp"),
     ),
     Case("sft-parallel-unknown", SFT + " --parallel zero3", ("--parallel",)),
+    Case("rl-sync-every-0", RL + " --sync-every 0", ("--sync-every",)),
+    Case("rl-is-cap-0", RL + " --is-cap 0", ("--is-cap",)),
     Case("sft-packing-unknown", SFT + " --packing yes", ("--packing",)),
     Case("sft-lr-nan", SFT + " --lr nan", ("--lr",)),
     Case("sft-lr-negative", SFT + " --lr -1", ("--lr",)),
@@ -318,6 +320,7 @@ CASES = [
     Case("toyworld-probe-missing", "toyworld probe --world {tmp}/nowhere", ("nowhere",)),
     Case("toyworld-probe-layer", "toyworld probe --world {world} --layer 99", ("layer",)),
     Case("explain-engine-vllm-missing", EXPLAIN + " --engine vllm", ("--engine vllm", "pip install")),
+    Case("rl-engine-vllm-missing", RL + " --engine vllm", ("--engine vllm", "pip install")),
 ]  # fmt: skip
 
 

@@ -40,6 +40,7 @@ def table_file(stage: str) -> str:
 # A run directory (`nlakit sft`, `nlakit rl`, `nlakit demo`).
 RUN_CONFIG = "config.json"  # the resolved config snapshot
 METRICS_FILE = "metrics.jsonl"
+ROLLOUT_SNAPSHOTS = "rollout_av"  # RL with the vllm engine: the synced policy snapshot
 
 # A run's evaluation (`nlakit eval`) and each analysis's directory under it.
 EVAL_DIR = "eval"

