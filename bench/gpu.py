@@ -10,10 +10,12 @@ On a randomly initialised model of Qwen3-8B's shape it measures, in one run:
 2. rollout decode at batch 512 (prompt + injected activation, then `--tokens` new
    tokens, no early stop) per engine: tokens/s against the HBM roofline (weights plus
    the mean KV cache read once per decode step, over the memory bandwidth);
-3. AV SFT with QLoRA (the AV saved, then loaded as training loads it with
-   `--load-in-4bit`: NF4 base through bitsandbytes, LoRA adapters): tokens/s;
-4. one RL step of 512 × `--tokens` (64 activations × G = 8) with LoRA on the AV and
+3. one RL step of 512 × `--tokens` (64 activations × G = 8) with LoRA on the AV and
    the AR: generate / score / update seconds;
+4. AV SFT on rows of 20–`--tokens` response tokens, padded (sdpa) vs packed into one
+   row (FlexAttention on CUDA, a variable-length kernel): tokens/s of each;
+5. AV SFT with QLoRA (the AV saved, then loaded as training loads it with
+   `--load-in-4bit`: NF4 base through bitsandbytes, LoRA adapters): tokens/s;
 
 and the peak memory of each stage. It prints one table and appends it, with the date,
 command and hardware, to docs/benchmarks.md (`--no-write` to skip). A stage that fails
@@ -151,6 +153,47 @@ def sft_stage(av, args, device, n_params, peak_flops) -> dict:
         "s/step": seconds,
         "peak GiB": peak_gib(device),
         "note": f"{rows} rows × {prompt + length} tokens",
+    }
+
+
+def packing_stage(av, args, device) -> dict:
+    """AV SFT forward + backward on rows of varied length: padded vs packed."""
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.randint(20, args.tokens + 1, (args.sft_batch,), generator=gen).tolist()
+    rows = [torch.randint(10, 2000, (k,), generator=gen).tolist() for k in lengths]
+    ids, mask = pad_responses(rows, av.tokenizer.pad_token_id)
+    vectors = torch.randn(len(rows), av.meta.d_model, generator=gen).to(device)
+    kernel = "flex_attention" if device.type == "cuda" else "sdpa"
+    av.train()
+
+    def seconds(packed: bool) -> float:
+        av.model.set_attn_implementation(kernel if packed else "sdpa")
+
+        def step() -> None:
+            with M.autocast(device):
+                logp = response_logprobs(av, vectors, ids, mask, packed=packed)
+                loss = -(logp * mask.to(device)).sum() / mask.sum()
+            loss.backward()
+            av.zero_grad(set_to_none=True)
+
+        step()  # warm-up (FlexAttention compiles here)
+        start = clock(device)
+        for _ in range(args.sft_steps):
+            step()
+        return (clock(device) - start) / args.sft_steps
+
+    try:
+        padded, packed = seconds(False), seconds(True)
+    finally:
+        av.model.set_attn_implementation("sdpa")
+        av.eval()
+    tokens = sum(lengths) + len(rows) * len(av.prompt_ids)
+    return {
+        "tokens/s": tokens / packed,
+        "s/step": packed,
+        "peak GiB": peak_gib(device),
+        "note": f"packed ({kernel}) {tokens / packed:,.0f} vs padded (sdpa) "
+        f"{tokens / padded:,.0f} tokens/s: {padded / packed:.2f}x",
     }
 
 
@@ -301,6 +344,21 @@ def main() -> None:
         run_stage(label, lambda c=compile: decode_stage(av, args, device, n_params, bandwidth, c),
                   table, deadline)  # fmt: skip
 
+    def rl():
+        ar = ActivationReconstructor.from_base(av.model, av.tokenizer, layer, meta=av.meta)
+        ar = ar.to(device)
+        M.add_lora_av(av, M.LoraSettings(args.lora_rank))
+        M.add_lora_ar(ar, M.LoraSettings(args.lora_rank))
+        try:
+            return rl_stage(av, ar, args, device)
+        finally:
+            av.model = av.model.unload().requires_grad_(True)  # the plain AV, for what follows
+
+    # the issue's targets first (SFT MFU, decode roofline, RL step), then the rest
+    run_stage(f"RL step, LoRA r{args.lora_rank}", rl, table, deadline)
+    run_stage("AV SFT, packed vs padded", lambda: packing_stage(av, args, device), table,
+              deadline)  # fmt: skip
+
     folders: list[str] = []
 
     def saved_av() -> str:
@@ -330,14 +388,6 @@ def main() -> None:
 
     run_stage(f"AV SFT, QLoRA r{args.lora_rank}", qlora_sft, table, deadline)
 
-    def rl():
-        ar = ActivationReconstructor.from_base(av.model, av.tokenizer, layer, meta=av.meta)
-        ar = ar.to(device)
-        M.add_lora_av(av, M.LoraSettings(args.lora_rank))
-        M.add_lora_ar(ar, M.LoraSettings(args.lora_rank))
-        return rl_stage(av, ar, args, device)
-
-    run_stage(f"RL step, LoRA r{args.lora_rank}", rl, table, deadline)
     today = datetime.date.today().isoformat()
     command = "PYTHONPATH=. python bench/gpu.py " + " ".join(sys.argv[1:])
     header = (
