@@ -57,7 +57,7 @@ def main() -> None:
         loss = -(logp * mask.to(device)).sum() / mask.sum()
         loss.backward()
         av.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     def timed(batched, packed: bool) -> tuple[float, list[float]]:
         step(*batched[0], packed)  # warm-up

@@ -219,7 +219,7 @@ def vllm_decode(
     `prompt_embeds`; each row gets a seed drawn from `generator` (reproducible runs)."""
     from vllm import SamplingParams
 
-    weights = getattr(config, "weights", None)
+    weights = getattr(config, "weights", None)  # a SnapshotSampling's (RL)
     if weights is None and hasattr(av.model, "peft_config"):
         raise NLAKitError(
             "--engine vllm samples from the AV's directory on disk, and this AV carries "

