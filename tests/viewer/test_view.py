@@ -75,8 +75,15 @@ def test_the_command_serves_until_interrupted(tmp_path):
     run = write_run(tmp_path / "demo", rows_columns(n_docs=2, per_doc=2))
     command = [sys.executable, "-m", "nlakit", "view", str(run), "--port", "0"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a real pipe
+    # SIGINT at its default, whatever this process inherited (a shell's background job
+    # starts with it ignored, and the command would then never see the Ctrl-C)
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     watchdog = threading.Timer(60, proc.kill)  # a command that never says so fails, not hangs
     watchdog.start()
