@@ -53,8 +53,23 @@ def next_tokens(logits: torch.Tensor, config, generator: torch.Generator | None)
         scores = TopKLogitsWarper(config.top_k)(None, scores)
     if config.top_p < 1:
         scores = TopPLogitsWarper(config.top_p)(None, scores)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return draw(torch.softmax(scores, dim=-1), generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row of `probs [batch, vocab]`, drawn with those probabilities by
+    inverting the CDF with one uniform per row. (`torch.multinomial` draws an
+    exponential per vocabulary entry: 20× slower on CPU, a quarter of a toy AV's decode.)
+    The CDF is summed in float64 so that tokens of small mass keep their probability at
+    real vocabulary sizes."""
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(
+        (probs.shape[0], 1), generator=generator, dtype=torch.float64, device=probs.device
+    )
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)
+    # u · total can round up to the total: then the last token with mass, never a masked one
+    last = probs.shape[1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)
+    return torch.minimum(index, last)
 
 
 class ChooseAndRecord(LogitsProcessor):

@@ -2,6 +2,7 @@ import pytest
 import torch
 from conftest import DEVICE, close
 
+from nlakit.engines import draw
 from nlakit.generation import (
     SamplingConfig,
     next_tokens,
@@ -136,6 +137,31 @@ def test_training_defaults_sample_from_raw_logits():
     draws = torch.stack([next_tokens(logits, config, g) for _ in range(4000)])
     freq = torch.bincount(draws.flatten(), minlength=3).float() / 4000
     assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
+
+
+def test_draw_follows_the_probabilities_and_never_takes_a_masked_token():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([draw(probs, g) for _ in range(6000)])
+    freq = torch.bincount(draws[:, 0], minlength=6).float() / 6000
+    assert torch.allclose(freq, probs[0], atol=0.02)
+    assert (freq[[0, 2, 5]] == 0).all()
+    assert (draws[:, 1] == 5).all()
+
+
+def test_draw_at_the_top_of_the_unit_interval_takes_the_last_token_with_mass(monkeypatch):
+    probs = torch.tensor([[0.25, 0.75, 0.0, 0.0]])
+    monkeypatch.setattr(
+        torch, "rand", lambda shape, **kw: torch.full(shape, 1.0, dtype=kw["dtype"])
+    )
+    assert draw(probs, None).tolist() == [1]
+
+
+def test_draw_is_reproducible_with_a_seeded_generator():
+    probs = torch.softmax(torch.randn(8, 100), -1)
+    a = draw(probs, torch.Generator().manual_seed(3))
+    b = draw(probs, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize(

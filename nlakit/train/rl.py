@@ -18,8 +18,9 @@ Each step, top to bottom:
 6. log (`metrics.jsonl`, timings of each phase), evaluate every `eval_every`
    steps, checkpoint every `save_every` steps.
 
-One update per batch of samples, so the "old" policy of the ratio is the current
-one (ratio 1 at the update; the clip guards larger `lr`).
+`updates_per_batch` (μ) optimizer steps per batch of samples: the first has ratio 1
+(the "old" policy is the current one), the later ones reuse the samples under the
+clipped ratio to the policy that sampled them, as PPO's epochs.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class RLConfig(TrainingConfig):
     freeze_ar: bool = option(True, "keep the AR fixed (false: co-train it, as the official recipe)")
     warmup: int = option(10, "warm-up steps", ge=0)
     update_batch: int = option(64, "samples per forward/backward chunk", ge=1)
+    updates_per_batch: int = option(
+        1,
+        "AV optimizer steps on each batch of samples (GRPO's μ): after the first, the "
+        "clipped ratio to the sampling policy keeps the reused samples in bounds",
+        ge=1,
+    )
     engine: str = option(
         "hf",
         "rollout engine: hf (the trained AV itself) or vllm (a merged snapshot of it served "
@@ -268,7 +275,7 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         reward = rewards(mse, lengths, finished, config.length_penalty)
         advantage = group_advantages(reward, G, config.advantage_norm)
         t2 = time.perf_counter()
-        # 3. update the AV -------------------------------------------------------------
+        # 3. update the AV, `updates_per_batch` times on these samples ---------------------
         responses, mask = pad_responses([s.token_ids for s in samples], av.tokenizer.pad_token_id)
         total = ctx.global_sum(float(mask.sum())) / ctx.world  # DDP averages over ranks
         behaviour = None  # the sampler's own log-probs, when it is not the trainer
@@ -276,47 +283,56 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             behaviour = torch.nn.utils.rnn.pad_sequence(
                 [s.logprobs for s in samples], batch_first=True
             )
-        kl_sum = clip_sum = loss_sum = is_sum = 0.0
-        for part in _chunks(len(samples), config.update_batch):
-            with M.autocast(ctx.device):
-                logp = response_logprobs(av, vectors[part], responses[part], mask[part], av_step)
-            ref_logp = logp.detach()  # no KL penalty: the reference forward is skipped
-            if config.kl_coef > 0:
-                with torch.no_grad(), reference_mode(), forward_only(reference):
-                    ref_logp = response_logprobs(
-                        reference, vectors[part], responses[part], mask[part]
+        # per chunk: the log-probs of the policy that sampled (the ratio's "old") and of
+        # the KL reference, both taken at the first update
+        frozen: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for update in range(config.updates_per_batch):
+            kl_sum = clip_sum = loss_sum = is_sum = 0.0
+            for k, part in enumerate(_chunks(len(samples), config.update_batch)):
+                with M.autocast(ctx.device):
+                    logp = response_logprobs(
+                        av, vectors[part], responses[part], mask[part], av_step
                     )
-            is_weights = None
-            if behaviour is not None:
-                is_weights = truncated_is_weights(
-                    logp, behaviour[part].to(logp.device), config.is_cap
-                )
-            with M.autocast(ctx.device):
-                m = mask[part].to(logp.device)
-                loss, parts = grpo_loss(
-                    logp,
-                    logp.detach(),
-                    ref_logp,
-                    advantage[part].to(logp.device),
-                    m,
-                    config.clip_eps,
-                    config.kl_coef,
-                    total,
-                    is_weights,
-                )
-            loss.backward()
-            weight = float(m.sum()) / max(float(mask.sum()), 1.0)
-            if is_weights is not None:
-                is_sum += float((is_weights * m).sum()) / max(float(mask.sum()), 1.0)
-            kl_sum += parts["kl"] * weight
-            clip_sum += parts["clip_frac"] * weight
-            loss_sum += loss.detach().item()
-        av_norm, av_finite = M.clip_gradients(av, config.max_grad_norm)
-        if ctx.any_over_ranks(not av_finite):
-            skipped += 1
-        else:
-            av_opt.step()
-        av_opt.zero_grad(set_to_none=True)
+                if update == 0:
+                    ref_logp = logp.detach()  # no KL penalty: the reference forward is skipped
+                    if config.kl_coef > 0:
+                        with torch.no_grad(), reference_mode(), forward_only(reference):
+                            ref_logp = response_logprobs(
+                                reference, vectors[part], responses[part], mask[part]
+                            )
+                    frozen.append((logp.detach(), ref_logp))
+                old_logp, ref_logp = frozen[k]
+                is_weights = None
+                if behaviour is not None:
+                    is_weights = truncated_is_weights(
+                        logp, behaviour[part].to(logp.device), config.is_cap
+                    )
+                with M.autocast(ctx.device):
+                    m = mask[part].to(logp.device)
+                    loss, parts = grpo_loss(
+                        logp,
+                        old_logp,
+                        ref_logp,
+                        advantage[part].to(logp.device),
+                        m,
+                        config.clip_eps,
+                        config.kl_coef,
+                        total,
+                        is_weights,
+                    )
+                loss.backward()
+                weight = float(m.sum()) / max(float(mask.sum()), 1.0)
+                if is_weights is not None:
+                    is_sum += float((is_weights * m).sum()) / max(float(mask.sum()), 1.0)
+                kl_sum += parts["kl"] * weight
+                clip_sum += parts["clip_frac"] * weight
+                loss_sum += loss.detach().item()
+            av_norm, av_finite = M.clip_gradients(av, config.max_grad_norm)
+            if ctx.any_over_ranks(not av_finite):
+                skipped += 1
+            else:
+                av_opt.step()
+            av_opt.zero_grad(set_to_none=True)
         av_sched.step()
         # 4. update the AR on the on-policy explanations ----------------------------------
         ar_loss_value = float("nan")

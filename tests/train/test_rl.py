@@ -11,6 +11,7 @@ from nlakit import NLA
 from nlakit.store.runs import read_metrics
 from nlakit.store.tables import load_table
 from nlakit.train import modules as M
+from nlakit.train import rl as rl_module
 from nlakit.train.data import pad_responses, response_ids, response_logprobs
 from nlakit.train.rl import RLConfig, _reference, rl
 
@@ -94,6 +95,30 @@ def test_a_time_budget_stops_the_run_early_and_exports_it(small_tables, trained_
     assert [r["step"] for r in records] == [1]  # the first step already spends the budget
     assert records[0]["train_seconds"] >= 1e-3
     assert (tmp_path / "rl" / "av" / "nla_meta.yaml").is_file()
+
+
+def test_updates_per_batch_steps_the_optimizer_on_reused_samples(
+    small_tables, trained_pair, tmp_path, monkeypatch
+):
+    # the small pair's samples never close their tag (the same reward for all: no
+    # gradient); seeded random rewards make every update move the policy
+    noise = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(
+        rl_module, "rewards", lambda mse, *_: torch.randn(len(mse), generator=noise)
+    )
+    runs = {}
+    for mu in (1, 3):
+        out = tmp_path / f"mu{mu}"
+        rl(config(small_tables, trained_pair, out, steps=2, lr=3e-2, updates_per_batch=mu))
+        state = torch.load(out / "step_000002" / "av.optimizer.pt", weights_only=True)
+        adam_steps = {float(s["step"]) for s in state["state"].values()}
+        runs[mu] = (adam_steps, read_metrics(out))
+    assert runs[1][0] == {2.0} and runs[3][0] == {6.0}  # μ optimizer steps per batch
+    # one update: the ratio is 1, nothing clipped; later updates move off the samples' policy
+    assert all(r["clip_frac"] == 0 for r in runs[1][1])
+    assert any(r["clip_frac"] > 0 for r in runs[3][1])
+    # the first batch is drawn by the same policy either way
+    assert runs[1][1][0]["mse_nrm"] == pytest.approx(runs[3][1][0]["mse_nrm"])
 
 
 def test_frozen_ar_does_not_change(small_tables, trained_pair, tmp_path):
