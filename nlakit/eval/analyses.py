@@ -62,11 +62,25 @@ REGISTRY: dict[str, Analysis] = {
         "Text-only baseline",
         "The FVE reachable from the text alone, without the activation, beside the AV's.",
     ),
+    "prefix": Analysis(
+        "nlakit.eval.prefix", "PrefixConfig", "prefix_curve", "prefix",
+        "Prefix curve",
+        "FVE and (on the toy world) the truth of each claim from the first k tokens of "
+        "each explanation: how much of the activation an explanation says first.",
+    ),
     "length": Analysis(
         "nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep",
         "Length sweep",
         "RL runs with different length penalties λ: the FVE each reaches against the mean "
         "length of its explanations (the Pareto curve of FVE and brevity).",
+        verb="sweep",
+    ),
+    "ordering": Analysis(
+        "nlakit.eval.ordering", "OrderingConfig", "ordering_sweep", "ordering",
+        "Ordering methods",
+        "RL runs with rewards that score prefixes (Matryoshka, random-K) beside plain RL "
+        "and a length penalty: FVE from the first 8 and 16 tokens against the whole, by "
+        "one common AR — which method says the most important things first.",
         verb="sweep",
     ),
     "truth": Analysis(

@@ -1,9 +1,10 @@
-"""`nlakit eval`, `nlakit analyze NAME`, `nlakit sweep length` and `nlakit report`.
+"""`nlakit eval`, `nlakit analyze NAME`, `nlakit sweep length|ordering` and `nlakit report`.
 
 nlakit eval --run RUN [--run RUN2 ...] [--data eval.parquet]   per-row table, FVE, controls
-nlakit analyze tokens|format|ablation|stego|text-baseline|truth --run RUN
+nlakit analyze tokens|format|ablation|stego|text-baseline|prefix|truth --run RUN
 nlakit analyze all --run RUN                                   every analysis, then the report
 nlakit sweep length --run RUN [--lambdas 0 0.01 0.02 0.04] [--budget equal-time]
+nlakit sweep ordering --run RUN [--methods plain length matryoshka random-k]
 nlakit report RUN                                              one page: Markdown and HTML
 """
 
@@ -16,6 +17,12 @@ from nlakit.config_cli import add_config, config_from_args
 from nlakit.errors import require
 from nlakit.eval.analyses import ANALYSES, SWEEPS
 from nlakit.eval.analyses import load as _load
+
+# Sweep fields that take several words after their flag (joined with spaces).
+LISTS = {
+    "lambdas": "length penalties λ, reward per token",
+    "methods": "the methods to compare",
+}
 
 
 def _headline(summary: dict, limit: int = 12) -> str:
@@ -87,7 +94,7 @@ def _cmd_sweep(args) -> None:
     require("matplotlib", "plots", "`nlakit sweep` (its plot.png)")  # before any work
     spec = SWEEPS[args.kind]
     config_cls, entry = _load(spec)
-    given = {"lambdas": " ".join(args.lambdas)} if getattr(args, "lambdas", None) else {}
+    given = {k: " ".join(getattr(args, k)) for k in LISTS if getattr(args, k, None)}
     config = config_from_args(config_cls, args, **given)
     summary = entry(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
@@ -127,13 +134,13 @@ def register(sub, chosen: str | None, second: str | None) -> None:
     p.set_defaults(func=_cmd_sweep)
     if chosen == "sweep" and second in SWEEPS:
         config_cls = _load(SWEEPS[second])[0]
-        add_config(p, config_cls, skip=("lambdas",))
-        default = config_cls.__dataclass_fields__["lambdas"].default
-        p.add_argument(
-            "--lambdas",
-            nargs="+",
-            help=f"length penalties λ, reward per token (default: {default})",
-        )
+        fields = config_cls.__dataclass_fields__
+        lists = [k for k in LISTS if k in fields]
+        add_config(p, config_cls, skip=tuple(lists))
+        for name in lists:  # several words after the flag: --lambdas 0 0.01
+            p.add_argument(
+                f"--{name}", nargs="+", help=f"{LISTS[name]} (default: {fields[name].default})"
+            )
 
     p = sub.add_parser("report", help="one page (Markdown and HTML) of every analysis of a run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")

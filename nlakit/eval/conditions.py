@@ -72,7 +72,13 @@ def condition_analysis(rows, texts: dict[str, list[str]], config, desc: str) -> 
     (stats per condition, the head every condition analysis's summary starts with)."""
     errors, changed = score_conditions(rows, texts, config.progress, desc)
     stats = condition_stats(errors, changed, rows.baseline, config.bootstrap, config.seed)
-    head = {
+    return stats, condition_head(rows, config)
+
+
+def condition_head(rows, config) -> dict:
+    """What every condition analysis's summary starts with: the run, the column, n, the
+    FVE baseline and the seed."""
+    return {
         "run": str(rows.paths.root),
         "column": config.column,
         "n": len(rows),
@@ -80,7 +86,6 @@ def condition_analysis(rows, texts: dict[str, list[str]], config, desc: str) -> 
         "baseline_n": rows.baseline.n,
         "seed": config.seed,
     }
-    return stats, head
 
 
 def condition_figure(stats: dict, title: str, labels: list[str] | None = None):

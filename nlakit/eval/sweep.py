@@ -10,6 +10,15 @@ common AR is the fairer comparison across λ. By default the AR is frozen (the t
 scores then agree; `--freeze-ar false` co-trains it). The warm start itself is
 scored too, as the point every λ moves away from.
 
+`--curriculum` trains the λs as one sequence instead, largest first, each stage from
+the previous stage's AV (in `length_sweep/curriculum/`): the seeds' hypothesis is that
+each stage keeps its predecessor's explanation as its opening and appends the
+next-most-important facts. Every row of the table says how much of the row before it
+(the previous λ, or the warm start) opens its explanations (`prefix_agreement`, the
+mean share of the earlier explanation's tokens kept as a prefix, same eval rows and
+sampling seed), so an independent sweep over the same λs, listed largest first, is
+the comparison.
+
 Budgets: `--budget equal-steps` (the default) gives every λ the same `--steps`;
 `--budget equal-time` gives every λ the same RL training time instead (`--seconds`,
 or by default the time the first λ takes for `--steps` steps), so a λ whose
@@ -55,6 +64,7 @@ from nlakit.errors import NLAKitError
 from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import figure
+from nlakit.eval.prefix import prefix_agreement
 from nlakit.eval.rows import EvalRows, load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_summary
@@ -112,6 +122,11 @@ class LengthSweepConfig(Config):
     )
     n_eval: int = option(
         512, "eval rows each λ explains (the first n of rows.parquet; 0 = all)", ge=0
+    )
+    curriculum: bool = option(
+        False,
+        "train the λs as one sequence, largest first, each stage from the previous "
+        "stage's AV (written to length_sweep/curriculum/)",
     )
     seed: int = option(0, "seeds every RL run and the sampling", ge=0)
     device: str | None = option(None, DEVICE_HELP)
@@ -185,18 +200,25 @@ def is_finished(out: Path) -> bool:
     return (out / "av" / SIDECAR_NAME).is_file() and (out / "ar" / SIDECAR_NAME).is_file()
 
 
-def check_same_settings(out: Path, rl_config) -> None:
-    """A λ directory from an earlier sweep must have been trained with these settings."""
+def check_same_settings(out: Path, rl_config, keys: tuple[str, ...] = SETTINGS) -> None:
+    """A run directory from an earlier sweep must have been trained with these settings
+    (`keys` of the RL config)."""
     path = out / RUN_CONFIG
     if not path.is_file():
         return
     old, new = run_config(out), asdict(rl_config)
-    diff = [f"{k}: {old.get(k)!r} then, {new[k]!r} now" for k in SETTINGS if old.get(k) != new[k]]
+    diff = [f"{k}: {old.get(k)!r} then, {new[k]!r} now" for k in keys if old.get(k) != new[k]]
     if diff:
         raise NLAKitError(
-            f"{path}: this λ was trained with other settings ({'; '.join(diff)}). Delete "
+            f"{path}: this run was trained with other settings ({'; '.join(diff)}). Delete "
             f"{out} to train it again, or run the sweep with the settings it had."
         )
+
+
+def sweep_dir(paths: RunPaths, config: LengthSweepConfig) -> Path:
+    """Where the sweep writes: RUN/eval/length_sweep/, its curriculum in curriculum/."""
+    out = paths.analysis_dir(NAME)
+    return out / "curriculum" if config.curriculum else out
 
 
 def train_lambda(
@@ -211,7 +233,7 @@ def train_lambda(
     before: `config.steps` steps, or with `seconds` > 0 that much training time (at
     most 20 × `config.steps` steps)."""
     av, ar = start
-    out = paths.analysis_dir(NAME) / lambda_name(lam)
+    out = sweep_dir(paths, config) / lambda_name(lam)
     steps = config.steps * 20 if seconds > 0 else config.steps
     rl_config = rl_module.RLConfig(
         data=str(paths.tables), av=str(av), ar=str(ar), out=str(out),
@@ -340,7 +362,7 @@ def length_sweep(config: LengthSweepConfig) -> dict:
     av, ar = warm_start(paths, config)
     cap = config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
     n = min(config.n_eval or len(rows), len(rows))
-    out_dir = paths.analysis_dir(NAME)
+    out_dir = sweep_dir(paths, config)
     vectors = rows.vectors[:n]
     # The warm start itself, scored the same way: the point every λ moves away from.
     records = rows.records() if "record" in rows.columns else None
@@ -349,15 +371,25 @@ def length_sweep(config: LengthSweepConfig) -> dict:
     write_parquet(out_dir / "rows_start.parquet", rows_table(result, rows, n))
     table = [table_row(None, result, rows, config.seed, records)]
     seconds = config.seconds if config.budget == "equal-time" else 0.0
-    for lam in tqdm(lambdas, desc="length sweep", unit="λ", disable=not config.progress):
-        run_dir = train_lambda(config, paths, (av, ar), lam, cap, seconds)
+    order = sorted(lambdas, reverse=True) if config.curriculum else lambdas
+    start, before = (av, ar), result["explanation"]
+    for lam in tqdm(order, desc="length sweep", unit="λ", disable=not config.progress):
+        run_dir = train_lambda(config, paths, start, lam, cap, seconds)
+        if config.curriculum:  # the next stage starts from this one's AV
+            start = (run_dir / "av", ar)
         trained = training_record(run_dir)
         if config.budget == "equal-time" and seconds <= 0:
             seconds = trained[1]  # the first λ's time, by steps, is every later λ's budget
         lam_av, lam_ar = load_pair(run_dir / "av", run_dir / "ar", config)
         result = explain_and_score(lam_av, lam_ar, common_ar, vectors, cap, config.seed)
         write_parquet(out_dir / f"rows_{lambda_name(lam)}.parquet", rows_table(result, rows, n))
-        table.append(table_row(lam, result, rows, config.seed, records, trained))
+        row = table_row(lam, result, rows, config.seed, records, trained)
+        # how much of the row before (the previous λ, or the warm start) opens this one's
+        row["prefix_agreement"] = prefix_agreement(
+            common_ar.tokenizer, before, result["explanation"]
+        )["mean"]
+        table.append(row)
+        before = result["explanation"]
     summary = {
         "run": str(paths.root),
         "av_start": str(av),
@@ -366,6 +398,7 @@ def length_sweep(config: LengthSweepConfig) -> dict:
         "lambdas": lambdas,
         "steps": config.steps,
         "budget": config.budget,
+        "curriculum": config.curriculum,
         "seconds_per_lambda": seconds if config.budget == "equal-time" else None,
         "batch_size": config.batch_size,
         "group_size": config.group_size,

@@ -10,8 +10,6 @@ import torch
 
 from nlakit.metrics import mse_nrm
 
-FAILED_REWARD = -2.0  # the reward of an orthogonal reconstruction: mse_nrm = 2
-
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Log-probability `[batch, seq]` of each target under logits `[batch, seq, vocab]`
@@ -38,15 +36,6 @@ def response_ce(
 def ar_loss(pred: torch.Tensor, gold: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     """Mean mse_nrm between predicted and gold vectors (the AR's loss)."""
     return mse_nrm(pred, gold, scale).mean()
-
-
-def rewards(
-    mse: torch.Tensor, n_tokens: torch.Tensor, finished: torch.Tensor, length_penalty: float
-) -> torch.Tensor:
-    """`-mse_nrm - λ·n_tokens` per sample `[n]`; `FAILED_REWARD` where the sample has no
-    complete explanation (missing closing tag, or cut at the length cap)."""
-    value = -mse - length_penalty * n_tokens.to(mse.dtype)
-    return torch.where(finished, value, torch.full_like(value, FAILED_REWARD))
 
 
 ADVANTAGE_NORMS = ("std", "mean")

@@ -9,7 +9,7 @@ Each step, top to bottom:
    sampler (temperature 1, top-p 1, top-k 0 by default), trimmed at the first EOS;
 2. score: reward `-mse_nrm(AR(explanation), v) - λ·n_tokens` with the live AR and
    the true per-sample lengths; `-2` for a sample without a closing tag or cut at
-   the length cap;
+   the length cap (`--reward matryoshka|random-k` score prefixes too: rewards.py);
 3. advantages: normalised within each activation's group of G;
 4. update the AV: clipped surrogate on per-token log-probs plus a k3 KL penalty to
    the frozen SFT AV (with LoRA, the AV with its adapters switched off *is* that
@@ -67,9 +67,9 @@ from nlakit.train.losses import (
     group_advantages,
     grpo_loss,
     moving_average,
-    rewards,
     truncated_is_weights,
 )
+from nlakit.train.rewards import SHAPINGS, Shaping, shaped_rewards
 from nlakit.train.run_dir import prepare_run, run_lock
 
 
@@ -96,6 +96,21 @@ class RLConfig(TrainingConfig):
     top_p: float = option(1.0, "nucleus sampling mass (1 = off)", gt=0, le=1)
     top_k: int = option(0, "sample among the k most likely tokens (0 = off)", ge=0)
     length_penalty: float = option(0.0, "λ: the reward loses λ per explanation token", ge=0)
+    reward: str = option(
+        "plain",
+        "reward shaping (nlakit/train/rewards.py): plain (the whole explanation), "
+        "matryoshka (a weighted mean over the prefixes of --prefix-lengths), or random-k "
+        "(one prefix per sample, of K tokens uniform on --k-min … --k-max)",
+        choices=SHAPINGS,
+    )
+    prefix_lengths: str = option(
+        "8 16 0", "matryoshka: prefix lengths in tokens, space-separated (0: the whole)"
+    )
+    prefix_weights: str = option(
+        "", "matryoshka: a weight ≥ 0 per prefix length, space-separated (empty: equal)"
+    )
+    k_min: int = option(4, "random-k: the shortest prefix K, in tokens", ge=1)
+    k_max: int = option(64, "random-k: the longest prefix K, in tokens", ge=1)
     kl_coef: float = option(
         0.02, "β of the k3 KL penalty to the SFT AV (0: no reference forward)", ge=0
     )
@@ -133,6 +148,7 @@ class RLConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.shaping()  # a bad prefix list or K range is a ConfigError now
         if (problem := engine_problem(self.engine)) is not None:
             raise ConfigError(problem)
         if self.engine == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -140,6 +156,20 @@ class RLConfig(TrainingConfig):
                 "--engine vllm runs in a single process (vLLM holds the device beside "
                 "the trainer); launch without torchrun, or use --engine hf."
             )
+
+    def shaping(self) -> Shaping:
+        """The reward shaping these fields describe."""
+        try:
+            lengths = tuple(int(x) for x in self.prefix_lengths.split())
+            weights = tuple(float(x) for x in self.prefix_weights.split()) or None
+            return Shaping(
+                self.reward, lengths, weights, self.k_min, self.k_max, self.length_penalty
+            )
+        except ValueError as e:
+            raise ConfigError(
+                f"RLConfig: {e} (prefix_lengths {self.prefix_lengths!r}, prefix_weights "
+                f"{self.prefix_weights!r}, k_min {self.k_min}, k_max {self.k_max})."
+            ) from None
 
 
 def _reference(av: ActivationVerbalizer):
@@ -249,7 +279,7 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         clock["seconds"] = state.get("train_seconds", 0.0)
         sampler.load_state(state["sampler"])
     logger.truncate_after(step)
-    G, scale = config.group_size, ar.meta.mse_scale_value
+    G, scale, shaping = config.group_size, ar.meta.mse_scale_value, config.shaping()
     bar = tqdm(
         total=config.steps, initial=step, desc="rl", disable=not (config.progress and ctx.main)
     )
@@ -269,10 +299,14 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         finished = torch.tensor([s.finished for s in samples])
         lengths = torch.tensor([s.n_tokens for s in samples], dtype=torch.float32)
         texts = [s.explanation or "" for s in samples]
+
+        def score(batch: list[str], gold: torch.Tensor = vectors) -> torch.Tensor:
+            return mse_nrm(ar.reconstruct(batch), gold, scale)  # the AR's, of n texts
+
         with torch.no_grad(), forward_only(ar):
-            pred = ar.reconstruct(texts)
-        mse = mse_nrm(pred, vectors, scale)
-        reward = rewards(mse, lengths, finished, config.length_penalty)
+            reward, mse = shaped_rewards(
+                shaping, texts, lengths, finished, score, av.tokenizer, generator
+            )
         advantage = group_advantages(reward, G, config.advantage_norm)
         t2 = time.perf_counter()
         # 3. update the AV, `updates_per_batch` times on these samples ---------------------

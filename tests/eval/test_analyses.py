@@ -23,8 +23,10 @@ def test_every_entry_points_at_a_real_module_config_and_function():
 
 
 def test_the_cli_views_keep_their_shape():
-    assert list(ANALYSES) == ["tokens", "format", "ablation", "stego", "text-baseline", "truth"]
-    assert list(SWEEPS) == ["length"]
+    assert list(ANALYSES) == [
+        "tokens", "format", "ablation", "stego", "text-baseline", "prefix", "truth"
+    ]  # fmt: skip
+    assert list(SWEEPS) == ["length", "ordering"]
     assert ANALYSES["tokens"][:4] == (
         "nlakit.eval.token_types", "TokenTypesConfig", "token_types", "token_types"
     )  # fmt: skip

@@ -115,6 +115,22 @@ def test_equal_time_gives_every_lambda_the_first_ones_training_time(sweep_run, m
         length_sweep(_config(run, budget="equal-wallclock"))
 
 
+def test_curriculum_chains_the_lambdas_largest_first(sweep_run, monkeypatch):
+    calls = []
+    real_rl = sweep.rl_module.rl
+    monkeypatch.setattr(sweep.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    summary = length_sweep(_config(sweep_run, lambdas="0 0.05", curriculum=True))
+    out = sweep_run / "eval" / "length_sweep" / "curriculum"
+    assert [c.length_penalty for c in calls] == [0.05, 0.0]
+    assert calls[0].av.endswith("av_sft/av")  # the first stage starts at the warm start
+    assert calls[1].av == str(out / "lambda_0.05" / "av")  # the next from the stage before
+    assert summary["curriculum"] is True and [r["lambda"] for r in summary["table"]] == [0.05, 0]
+    assert json.loads((out / "summary.json").read_text()) == summary
+    for row in summary["table"]:
+        assert row["prefix_agreement"] is None or 0 <= row["prefix_agreement"] <= 1
+    assert (out / "rows_lambda_0.parquet").is_file()
+
+
 def test_truth_columns_say_which_claims_are_stated(sweep_run):
     from nlakit.eval.rows import load_rows
 

@@ -4,7 +4,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nlakit.train.losses import (
-    FAILED_REWARD,
     clipped_surrogate,
     group_advantages,
     grpo_loss,
@@ -12,34 +11,8 @@ from nlakit.train.losses import (
     masked_mean,
     moving_average,
     response_ce,
-    rewards,
     token_logprobs,
 )
-
-
-def test_length_penalty_separates_samples_that_differ_only_in_length():
-    mse = torch.tensor([0.5, 0.5, 0.9, 0.9])
-    lengths = torch.tensor([20, 40, 30, 30])
-    finished = torch.ones(4, dtype=torch.bool)
-    adv = group_advantages(rewards(mse, lengths, finished, length_penalty=0.01), group_size=2)
-    assert adv[0] > 0 > adv[1]  # same reconstruction, the shorter one is preferred
-    assert adv[2] == adv[3] == 0
-    no_penalty = group_advantages(rewards(mse, lengths, finished, 0.0), 2)
-    assert torch.equal(no_penalty[:2], torch.zeros(2))
-
-
-def test_a_constant_length_penalty_cancels_out():
-    # Why lengths must be per sample: the same length for a whole group does nothing.
-    mse = torch.tensor([0.2, 0.8, 0.5, 0.4])
-    finished = torch.ones(4, dtype=torch.bool)
-    with_penalty = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.05), 4)
-    without = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.0), 4)
-    assert torch.allclose(with_penalty, without, atol=1e-5)
-
-
-def test_failed_samples_get_the_orthogonal_reward():
-    r = rewards(torch.tensor([0.1, 0.1]), torch.tensor([5, 5]), torch.tensor([True, False]), 0.0)
-    assert r.tolist() == [pytest.approx(-0.1), FAILED_REWARD]
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from nlakit import NLA
+from nlakit.config import ConfigError
 from nlakit.store.runs import read_metrics
 from nlakit.store.tables import load_table
 from nlakit.train import modules as M
-from nlakit.train import rl as rl_module
+from nlakit.train import rewards as rewards_module
 from nlakit.train.data import pad_responses, response_ids, response_logprobs
 from nlakit.train.rl import RLConfig, _reference, rl
 
@@ -104,7 +105,7 @@ def test_updates_per_batch_steps_the_optimizer_on_reused_samples(
     # gradient); seeded random rewards make every update move the policy
     noise = torch.Generator().manual_seed(0)
     monkeypatch.setattr(
-        rl_module, "rewards", lambda mse, *_: torch.randn(len(mse), generator=noise)
+        rewards_module, "rewards", lambda mse, *_: torch.randn(len(mse), generator=noise)
     )
     runs = {}
     for mu in (1, 3):
@@ -119,6 +120,28 @@ def test_updates_per_batch_steps_the_optimizer_on_reused_samples(
     assert any(r["clip_frac"] > 0 for r in runs[3][1])
     # the first batch is drawn by the same policy either way
     assert runs[1][1][0]["mse_nrm"] == pytest.approx(runs[3][1][0]["mse_nrm"])
+
+
+@pytest.mark.parametrize(
+    "shaping", [dict(reward="matryoshka", prefix_lengths="2 0"), dict(reward="random-k", k_max=6)]
+)
+def test_rl_trains_with_a_prefix_reward(small_tables, trained_pair, tmp_path, shaping):
+    rl(config(small_tables, trained_pair, tmp_path / "rl", steps=2, **shaping))
+    assert [r["step"] for r in read_metrics(tmp_path / "rl")] == [1, 2]
+    assert (tmp_path / "rl" / "av" / "nla_meta.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(prefix_lengths="8 x"), "prefix_lengths '8 x'"),
+        (dict(reward="matryoshka", prefix_weights="1 2"), "one per prefix length"),
+        (dict(k_min=9, k_max=8), "k_min ≤ k_max"),
+    ],
+)
+def test_bad_prefix_settings_are_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        RLConfig(data="t", av="a", ar="r", out="o", **fields)
 
 
 def test_frozen_ar_does_not_change(small_tables, trained_pair, tmp_path):

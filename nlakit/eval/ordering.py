@@ -1,0 +1,362 @@
+"""`nlakit sweep ordering --run RUN`: which reward makes an explanation say the most
+important things first?
+
+A plain RL reward scores the whole explanation, so tokens may come in any order. The
+shapings of `nlakit.train.rewards` also score prefixes. Each method below is one RL run
+from the run's warm start (its SFT pair), with the same steps, batch, group and rate:
+
+    plain        the plain reward (λ = 0): the reference
+    length       the plain reward with a length penalty λ (`--length-penalty`)
+    matryoshka   the mean reconstruction over prefixes (`--prefix-lengths`, default
+                 8 16 and the whole)
+    random-k     the reconstruction from one prefix per sample, K uniform on
+                 `--k-min` … `--k-max` (default: up to the length cap)
+    curriculum   the plain reward with a decreasing length penalty
+                 (`--curriculum-lambdas`, default 0.04 0.02 0), the steps split over
+                 the stages, each stage from the previous stage's AV; judged at its
+                 last stage, with how much of the stage before opens its explanations
+
+Then each method's AV (and the warm start) explains the first `n_eval` rows of the
+run's eval table, and **one common AR** (the warm start's) scores the whole
+explanations and their first 8 and 16 tokens (`nlakit.train.rewards.prefix_text`). On
+the toy world each is also scored for truth (the share of claims stated correctly,
+averaged over the fields, and per field). The target the summary checks: a method whose
+FVE from 16 tokens is ≥ 0.75 × its own whole-explanation FVE while that whole FVE is
+within 0.03 of plain RL's.
+
+Writes `RUN/eval/ordering/`:
+
+    {method}/                  the method's RL run; a finished one (av/ and ar/ written,
+                               same settings) is never trained again: resumable per method
+    rows_{method}.parquet      per row: explanation, its 8- and 16-token prefixes, the
+                               common AR's mse_nrm of each, n_tokens, finished
+    table.csv, summary.json    one row per method (and the warm start): `fve_full`,
+                               `fve_k8`, `fve_k16` (with CIs), `share_k16`, `mean_tokens`,
+                               `truth_k8`, `truth_k16`, `truth_full`, RL steps and seconds
+    plot.png                   FVE against the tokens read, one line per method
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from nlakit.atomic import write_parquet
+from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
+from nlakit.errors import NLAKitError
+from nlakit.eval.analyses import directory_of
+from nlakit.eval.outputs import write_analysis
+from nlakit.eval.plots import figure
+from nlakit.eval.prefix import prefix_agreement
+from nlakit.eval.rows import load_rows
+from nlakit.eval.runs import RunPaths
+from nlakit.eval.stats import fve_summary
+from nlakit.eval.sweep import (
+    DEFAULT_CAP,
+    SETTINGS,
+    check_same_settings,
+    explain_and_score,
+    is_finished,
+    lambda_name,
+    load_pair,
+    parse_lambdas,
+    run_cap,
+    training_record,
+    warm_start,
+)
+from nlakit.eval.truth import claims_summary
+from nlakit.metrics import mse_nrm
+from nlakit.toyworld.truth import FIELDS
+from nlakit.train import rl as rl_module
+from nlakit.train.rewards import prefix_texts
+
+NAME = directory_of(__name__)  # RUN/eval/ordering/
+METHODS = ("plain", "length", "matryoshka", "random-k", "curriculum")
+PREFIXES = (8, 16)  # the prefix lengths every method is judged at
+TARGET_SHARE, TARGET_TOLERANCE = 0.75, 0.03
+# RL settings a finished method must have been trained with to be reused.
+ORDERING_SETTINGS = (*SETTINGS, "reward", "prefix_lengths", "prefix_weights", "k_min", "k_max")
+
+
+@dataclass
+class OrderingConfig(Config):
+    """RL from the run's warm start once per ordering method, and the comparison."""
+
+    run: str = option(help="run directory (after nlakit eval)")
+    methods: str = option(" ".join(METHODS), "methods to compare, space-separated")
+    av: str | None = option(None, "AV every method starts from (default: RUN/av_sft/av)")
+    ar: str | None = option(
+        None, "AR every method starts from, also the common scorer (default: RUN/ar_sft/ar)"
+    )
+    steps: int = option(200, "RL steps per method", ge=1)
+    batch_size: int = option(8, "activations per RL step", ge=1)
+    group_size: int = option(8, "explanations sampled per activation", ge=2)
+    lr: float = option(3e-4, "AV learning rate (0: scaled to the model's width)", ge=0)
+    kl_coef: float = option(0.0, "β of the KL penalty to the SFT AV", ge=0)
+    warmup: int = option(5, "warm-up steps of each RL run", ge=0)
+    length_penalty: float = option(0.01, "the length method's λ (reward per token)", ge=0)
+    prefix_lengths: str = option(
+        "8 16 0", "the matryoshka method's prefix lengths (0: the whole explanation)"
+    )
+    k_min: int = option(4, "the random-k method's shortest prefix", ge=1)
+    k_max: int = option(0, "the random-k method's longest prefix (0: the length cap)", ge=0)
+    curriculum_lambdas: str = option(
+        "0.04 0.02 0", "the curriculum's length penalties, one stage each, largest first"
+    )
+    max_new_tokens: int | None = option(
+        None, "length cap (default: the run's RL cap, else 64)", ge=1
+    )
+    n_eval: int = option(512, "eval rows each method explains (0 = all)", ge=0)
+    seed: int = option(0, "seeds every RL run and the sampling", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_methods(self.methods)
+        stages = curriculum_stages(self.curriculum_lambdas)
+        if "curriculum" in self.methods.split() and self.steps < len(stages):
+            raise ConfigError(
+                f"steps {self.steps}: the curriculum needs at least one step per stage "
+                f"({len(stages)} stages)."
+            )
+
+
+def curriculum_stages(text: str) -> list[float]:
+    """The curriculum's λs, largest first (each a finite number ≥ 0, named once)."""
+    try:
+        values = parse_lambdas(text)
+    except NLAKitError as e:
+        raise ConfigError(f"curriculum_lambdas: {e}") from None
+    return sorted(values, reverse=True)
+
+
+def parse_methods(text: str) -> list[str]:
+    """The methods of a space-separated string, each known and named once."""
+    names = text.replace(",", " ").split()
+    unknown = [m for m in names if m not in METHODS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ConfigError(
+            f"methods: expected distinct names among {' '.join(METHODS)}, got {text!r}."
+        )
+    return names
+
+
+def method_fields(method: str, config: OrderingConfig, cap: int, lam: float = 0.0) -> dict:
+    """The RLConfig fields that make a method what it is (`lam`: a curriculum stage's λ)."""
+    fields = {"reward": "plain", "length_penalty": lam}
+    if method == "length":
+        fields["length_penalty"] = config.length_penalty
+    elif method == "matryoshka":
+        fields.update(reward="matryoshka", prefix_lengths=config.prefix_lengths)
+    elif method == "random-k":
+        fields.update(reward="random-k", k_min=config.k_min, k_max=config.k_max or cap)
+    return fields
+
+
+def train_method(
+    config: OrderingConfig, paths: RunPaths, start: tuple[Path, Path], method: str, cap: int
+) -> list[Path]:
+    """The method's RL run directories (a curriculum: one per stage, in order), each
+    trained from the one before (the first from `start`) unless it finished."""
+    out = paths.analysis_dir(NAME) / method
+    if method != "curriculum":
+        fields = method_fields(method, config, cap)
+        return [_train(config, paths, start, out, config.steps, cap, fields)]
+    stages = curriculum_stages(config.curriculum_lambdas)
+    runs = []
+    for i, lam in enumerate(stages):
+        stage_dir = out / f"stage{i}_{lambda_name(lam)}"
+        fields = method_fields(method, config, cap, lam)
+        runs.append(
+            _train(config, paths, start, stage_dir, config.steps // len(stages), cap, fields)
+        )
+        start = (stage_dir / "av", start[1])
+    return runs
+
+
+def _train(config, paths, start, out: Path, steps: int, cap: int, fields: dict) -> Path:
+    """One RL run from `start` to `out` (unless it finished there with these settings)."""
+    rl_config = rl_module.RLConfig(
+        data=str(paths.tables), av=str(start[0]), ar=str(start[1]), out=str(out),
+        steps=steps, batch_size=config.batch_size, group_size=config.group_size,
+        max_new_tokens=cap, lr=config.lr, freeze_ar=True, kl_coef=config.kl_coef, warmup=config.warmup,
+        seed=config.seed, eval_every=0, eval_rows=8, save_every=25, keep_checkpoints=1,
+        resume=True, device=config.device, dtype=config.dtype, progress=config.progress,
+        **fields,
+    )  # fmt: skip
+    check_same_settings(out, rl_config, ORDERING_SETTINGS)
+    if not is_finished(out):
+        rl_module.rl(rl_config)
+    return out
+
+
+def config_cap(config: OrderingConfig, paths: RunPaths) -> int:
+    """The length cap: the config's, else the run's RL cap, else 64."""
+    return config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
+
+
+@torch.no_grad()
+def prefix_scores(common_ar, texts: list[str], vectors: torch.Tensor) -> dict:
+    """{k: (prefix texts, the common AR's mse_nrm [n])} for every k of PREFIXES."""
+    out = {}
+    for k in PREFIXES:
+        cut = prefix_texts(common_ar.tokenizer, texts, [k] * len(texts))
+        out[k] = (cut, mse_nrm(common_ar.reconstruct(cut), vectors, common_ar.meta.mse_scale_value))
+    return out
+
+
+def truth_share(texts: list[str], records: list[dict] | None) -> tuple[float | None, dict]:
+    """(the share of claims stated correctly, averaged over the fields; per field), or
+    (None, {}) off the toy world."""
+    if records is None:
+        return None, {}
+    fields = claims_summary(texts, records[: len(texts)])["fields"]
+    correct = {f: fields[f]["correct"] for f in FIELDS}
+    return sum(correct.values()) / len(correct), correct
+
+
+def method_row(
+    method: str, result: dict, prefixes: dict, baseline, seed: int, records, trained
+) -> dict:
+    """One line of the table: FVE of the whole and of each prefix (with CIs), the share
+    the 16-token prefix keeps, length, and truth."""
+    row: dict = {"method": method}
+    for name, errors in (
+        ("full", result["mse_nrm_common_ar"]),
+        *((f"k{k}", prefixes[k][1]) for k in PREFIXES),
+    ):
+        s = fve_summary(errors, baseline, seed=seed)
+        row.update({f"fve_{name}": s["fve"], f"fve_{name}_ci_low": s["ci_low"],
+                    f"fve_{name}_ci_high": s["ci_high"]})  # fmt: skip
+    row["share_k16"] = row["fve_k16"] / row["fve_full"] if row["fve_full"] > 0 else None
+    n = len(result["n_tokens"])
+    row["mean_tokens"] = sum(result["n_tokens"]) / n
+    row["extraction_rate"] = sum(result["finished"]) / n
+    row["n"] = n
+    for name, texts in (
+        ("full", result["explanation"]),
+        *((f"k{k}", prefixes[k][0]) for k in PREFIXES),
+    ):
+        share, fields = truth_share(texts, records)
+        row[f"truth_{name}"] = share
+        row.update({f"truth_{name}_{f}": v for f, v in fields.items()})
+    row["rl_steps"], row["rl_seconds"] = trained[0], round(trained[1], 1)
+    return row
+
+
+def target(rows: list[dict]) -> dict:
+    """Which methods keep ≥ 0.75 of their whole FVE in 16 tokens while their whole FVE
+    is within 0.03 of plain RL's (None without a plain run)."""
+    plain = next((r for r in rows if r["method"] == "plain"), None)
+    if plain is None:
+        return {"plain_fve_full": None, "methods_meeting": None, "met": None}
+    meeting = [
+        r["method"]
+        for r in rows
+        if r["share_k16"] is not None
+        and r["share_k16"] >= TARGET_SHARE
+        and r["fve_full"] >= plain["fve_full"] - TARGET_TOLERANCE
+    ]
+    return {"plain_fve_full": plain["fve_full"], "methods_meeting": meeting, "met": bool(meeting)}
+
+
+def rows_file(result: dict, prefixes: dict) -> pa.Table:
+    columns = {
+        "explanation": result["explanation"],
+        "mse_nrm_common_ar": result["mse_nrm_common_ar"].tolist(),
+        "n_tokens": result["n_tokens"],
+        "finished": result["finished"],
+    }
+    for k in PREFIXES:
+        columns[f"prefix_k{k}"] = prefixes[k][0]
+        columns[f"mse_nrm_k{k}"] = prefixes[k][1].tolist()
+    return pa.table(columns)
+
+
+def ordering_sweep(config: OrderingConfig) -> dict:
+    """Train and evaluate one RL run per method; returns the summary (also summary.json)."""
+    started = time.perf_counter()
+    methods = parse_methods(config.methods)
+    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
+    paths = rows.paths
+    if paths.tables is None:
+        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
+    av, ar = warm_start(paths, config)
+    cap = config_cap(config, paths)
+    if config.k_max and config.k_max < config.k_min:
+        raise NLAKitError(f"k_max {config.k_max} is below k_min {config.k_min}.")
+    n = min(config.n_eval or len(rows), len(rows))
+    vectors, out_dir = rows.vectors[:n], paths.analysis_dir(NAME)
+    records = rows.records() if "record" in rows.columns else None
+    start_av, common_ar = load_pair(av, ar, config)
+
+    def explain(method_av) -> dict:
+        return explain_and_score(method_av, common_ar, common_ar, vectors, cap, config.seed)
+
+    def evaluate(name: str, result: dict, trained=(0, 0.0)) -> dict:
+        prefixes = prefix_scores(common_ar, result["explanation"], vectors)
+        write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, prefixes))
+        return method_row(name, result, prefixes, rows.baseline, config.seed, records, trained)
+
+    warm = evaluate("start", explain(start_av))
+    warm["method"] = "warm start (no RL)"
+    table = []
+    for method in tqdm(methods, desc="ordering sweep", unit="method", disable=not config.progress):
+        run_dirs = train_method(config, paths, (av, ar), method, cap)
+        records_of = [training_record(d) for d in run_dirs]
+        trained = (sum(r[0] for r in records_of), sum(r[1] for r in records_of))
+        result = explain(load_pair(run_dirs[-1] / "av", run_dirs[-1] / "ar", config)[0])
+        row = evaluate(method, result, trained)
+        if len(run_dirs) > 1:  # a curriculum: how much of the stage before opens the last's
+            before = explain(load_pair(run_dirs[-2] / "av", run_dirs[-2] / "ar", config)[0])
+            row["prefix_agreement"] = prefix_agreement(
+                common_ar.tokenizer, before["explanation"], result["explanation"]
+            )["mean"]
+        table.append(row)
+    summary = {
+        "run": str(paths.root),
+        "av_start": str(av),
+        "common_ar": str(ar),
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "group_size": config.group_size,
+        "lr": config.lr,
+        "length_penalty": config.length_penalty,
+        "prefix_lengths": config.prefix_lengths,
+        "k_range": [config.k_min, config.k_max or cap],
+        "curriculum_lambdas": curriculum_stages(config.curriculum_lambdas),
+        "max_new_tokens": cap,
+        "n": n,
+        "baseline_variance": rows.baseline.variance,
+        "baseline_n": rows.baseline.n,
+        "warm_start": warm,
+        "methods": table,
+        "target": target(table),
+        "wall_seconds": round(time.perf_counter() - started, 1),  # this call (a resume: less)
+    }
+    write_analysis(out_dir, [warm, *table], summary, ordering_figure([warm, *table], n))
+    return summary
+
+
+def ordering_figure(table: list[dict], n: int):
+    """FVE from the first 8 and 16 tokens and from the whole, against the tokens read."""
+    fig, ax = figure(
+        f"Ordering: FVE from the first k tokens, by RL method\n(n = {n} eval rows, one common AR)",
+        "tokens read (k, or the mean length for the whole explanation)",
+        "FVE",
+    )
+    for row in table:
+        x = [*PREFIXES, row["mean_tokens"]]
+        y = [row["fve_k8"], row["fve_k16"], row["fve_full"]]
+        style = "k*--" if row["method"].startswith("warm") else "o-"
+        ax.plot(x, y, style, label=row["method"])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(loc="best")
+    return fig

@@ -1,0 +1,124 @@
+"""RL rewards: what a sampled explanation earns, and the shapings that ask for order.
+
+The plain reward is `-mse_nrm - λ·n_tokens`: how well the AR rebuilds the activation
+from the whole explanation, less a price per token. It says nothing about *which*
+tokens carry the information. The shapings score prefixes of each explanation too, so
+that the information the AR needs first has to come first:
+
+    plain        -mse(whole)
+    matryoshka   -Σ_j w_j · mse(first k_j tokens), the whole explanation one of the k_j
+                 (the SAE analogue: every prefix must stand on its own)
+    random-k     -mse(first K tokens), K drawn per sample from uniform{k_min … k_max}
+                 (one prefix per sample: the cheap, unbiased estimate of an average over K)
+
+A prefix is cut at token boundaries of the explanation's text (the part between the
+tags; `prefix_text`), so the AR reads it exactly as it would a short explanation. An
+explanation without its closing tag, or cut at the length cap, earns `FAILED_REWARD`
+whatever the shaping.
+
+Every function here is pure; `train/rl.py` calls `shaped_rewards` with a scorer
+(`texts -> mse_nrm [n]`, the live AR against each sample's vector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+FAILED_REWARD = -2.0  # the reward of an orthogonal reconstruction: mse_nrm = 2
+SHAPINGS = ("plain", "matryoshka", "random-k")
+WHOLE = 0  # in a list of prefix lengths: the whole explanation
+
+
+def rewards(
+    mse: torch.Tensor, n_tokens: torch.Tensor, finished: torch.Tensor, length_penalty: float
+) -> torch.Tensor:
+    """`-mse_nrm - λ·n_tokens` per sample `[n]`; `FAILED_REWARD` where the sample has no
+    complete explanation (missing closing tag, or cut at the length cap)."""
+    value = -mse - length_penalty * n_tokens.to(mse.dtype)
+    return torch.where(finished, value, torch.full_like(value, FAILED_REWARD))
+
+
+def prefix_text(tokenizer, text: str, k: int) -> str:
+    """The first `k` tokens of `text` as text (`k` = `WHOLE`, or ≥ its length: all of it)."""
+    if k == WHOLE:
+        return text
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if k >= len(ids) else tokenizer.decode(ids[:k])
+
+
+def prefix_texts(tokenizer, texts: list[str], ks: list[int]) -> list[str]:
+    """`prefix_text` of each text, with its own `k` (`ks[i]` for `texts[i]`)."""
+    return [prefix_text(tokenizer, t, k) for t, k in zip(texts, ks, strict=True)]
+
+
+def matryoshka_mse(errors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """`[n]` weighted mean over prefix lengths of `errors [n, m]` (one column per
+    length), with `weights [m]` ≥ 0 normalised to sum to 1."""
+    w = weights.to(errors.dtype)
+    return errors @ (w / w.sum())
+
+
+def draw_prefix_lengths(
+    n: int, k_min: int, k_max: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """`[n]` prefix lengths, each uniform on {k_min, …, k_max}."""
+    return torch.randint(k_min, k_max + 1, (n,), generator=generator)
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """Which reward RL pays (the module docstring) and its parameters."""
+
+    method: str = "plain"
+    lengths: tuple[int, ...] = (8, 16, WHOLE)  # matryoshka's k_j (WHOLE: all of it)
+    weights: tuple[float, ...] | None = None  # matryoshka's w_j (None: equal)
+    k_min: int = 4  # random-k's K range
+    k_max: int = 64
+    length_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.method not in SHAPINGS:
+            raise ValueError(f"reward shaping must be one of {SHAPINGS}, got {self.method!r}")
+        if not self.lengths or any(k < 0 for k in self.lengths):
+            raise ValueError(f"prefix lengths must be ≥ 1 (0: whole), got {self.lengths}")
+        if self.weights is not None and (
+            len(self.weights) != len(self.lengths)
+            or any(w < 0 for w in self.weights)
+            or sum(self.weights) <= 0
+        ):
+            raise ValueError(
+                f"prefix weights must be {len(self.lengths)} numbers ≥ 0 with a positive "
+                f"sum (one per prefix length), got {self.weights}"
+            )
+        if not 1 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 1 ≤ k_min ≤ k_max, got {self.k_min}, {self.k_max}")
+
+
+def shaped_rewards(
+    shaping: Shaping,
+    texts: list[str],
+    n_tokens: torch.Tensor,
+    finished: torch.Tensor,
+    score: Callable[[list[str]], torch.Tensor],
+    tokenizer,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward `[n]`, mse_nrm `[n]` of the whole explanations) of `texts` under `shaping`;
+    `score(texts)` is the AR's mse_nrm `[n]` of n texts against the n samples' vectors."""
+    whole = score(texts)
+    if shaping.method == "plain":
+        mse = whole
+    elif shaping.method == "matryoshka":
+        columns = [
+            whole if k == WHOLE else score(prefix_texts(tokenizer, texts, [k] * len(texts)))
+            for k in shaping.lengths
+        ]
+        weights = torch.tensor(shaping.weights or [1.0] * len(columns))
+        mse = matryoshka_mse(torch.stack(columns, 1), weights)
+    else:  # random-k
+        ks = draw_prefix_lengths(len(texts), shaping.k_min, shaping.k_max, generator)
+        mse = score(prefix_texts(tokenizer, texts, ks.tolist()))
+    return rewards(mse, n_tokens, finished, shaping.length_penalty), whole

@@ -1,0 +1,112 @@
+"""The ordering sweep: method settings, the target check, and the sweep's mechanics on
+the small eval run (each method one RL step)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from nlakit.config import ConfigError
+from nlakit.errors import NLAKitError
+from nlakit.eval import ordering
+from nlakit.eval.ordering import (
+    OrderingConfig,
+    curriculum_stages,
+    method_fields,
+    ordering_sweep,
+    parse_methods,
+    target,
+    truth_share,
+)
+
+
+def test_parse_methods_and_stages():
+    assert parse_methods("plain matryoshka") == ["plain", "matryoshka"]
+    for bad in ("", "plain sorted", "plain plain"):
+        with pytest.raises(ConfigError, match="methods"):
+            parse_methods(bad)
+    assert curriculum_stages("0 0.04 0.01") == [0.04, 0.01, 0.0]
+    with pytest.raises(ConfigError, match="curriculum_lambdas"):
+        curriculum_stages("0.04 x")
+    with pytest.raises(ConfigError, match="one step per stage"):
+        OrderingConfig(run="r", steps=2, curriculum_lambdas="0.04 0.02 0")
+
+
+def test_each_method_is_a_set_of_rl_fields():
+    config = OrderingConfig(run="r", length_penalty=0.02, prefix_lengths="4 0", k_min=3)
+    assert method_fields("plain", config, 64) == {"reward": "plain", "length_penalty": 0.0}
+    assert method_fields("length", config, 64)["length_penalty"] == 0.02
+    assert method_fields("matryoshka", config, 64)["prefix_lengths"] == "4 0"
+    assert method_fields("random-k", config, 64) == {
+        "reward": "random-k", "length_penalty": 0.0, "k_min": 3, "k_max": 64,
+    }  # fmt: skip
+
+
+def test_target_needs_the_share_and_the_full_fve():
+    rows = [
+        {"method": "plain", "fve_full": 0.40, "share_k16": 0.5},
+        {"method": "matryoshka", "fve_full": 0.38, "share_k16": 0.8},  # meets both
+        {"method": "random-k", "fve_full": 0.30, "share_k16": 0.9},  # full FVE too low
+        {"method": "length", "fve_full": 0.41, "share_k16": 0.7},  # share too low
+    ]
+    assert target(rows) == {"plain_fve_full": 0.40, "methods_meeting": ["matryoshka"], "met": True}
+    assert target(rows[1:])["met"] is None
+
+
+def test_truth_share_off_the_toy_world_is_none():
+    assert truth_share(["Genre: poem."], None) == (None, {})
+
+
+@pytest.fixture(scope="module")
+def ordering_run(eval_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ordering") / "run"
+    shutil.copytree(eval_run, run)
+    return run
+
+
+def _config(run, **overrides) -> OrderingConfig:
+    base = OrderingConfig(
+        run=str(run), methods="plain matryoshka random-k", steps=2, batch_size=2,
+        group_size=2, n_eval=8, device="cpu", progress=False,
+    )  # fmt: skip
+    return dataclasses.replace(base, **overrides)
+
+
+def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monkeypatch):
+    calls = []
+    real_rl = ordering.rl_module.rl
+    monkeypatch.setattr(ordering.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    summary = ordering_sweep(_config(ordering_run))
+    out = ordering_run / "eval" / "ordering"
+    assert [c.reward for c in calls] == ["plain", "matryoshka", "random-k"]
+    assert calls[2].k_max == summary["max_new_tokens"]  # random-k up to the cap by default
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert {"table.csv", "plot.png", "rows_start.parquet", "rows_plain.parquet"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert [m["method"] for m in summary["methods"]] == ["plain", "matryoshka", "random-k"]
+    for row in [summary["warm_start"], *summary["methods"]]:
+        assert {"fve_full", "fve_k8", "fve_k16", "mean_tokens", "truth_k8", "truth_k16"} <= set(row)
+        assert row["n"] == 8 and 0 <= row["truth_k8"] <= 1
+    assert summary["target"]["plain_fve_full"] == summary["methods"][0]["fve_full"]
+    rows = pq.read_table(out / "rows_matryoshka.parquet").to_pydict()
+    assert {"explanation", "prefix_k8", "mse_nrm_k8", "mse_nrm_k16"} <= set(rows)
+
+    calls.clear()
+    methods = "plain matryoshka random-k length curriculum"
+    again = ordering_sweep(_config(ordering_run, methods=methods, curriculum_lambdas="0 0.05"))
+    # only the new methods train: the length penalty, then the curriculum's two stages
+    assert [(c.reward, c.length_penalty, c.steps) for c in calls] == [
+        ("plain", 0.01, 2), ("plain", 0.05, 1), ("plain", 0.0, 1),
+    ]  # fmt: skip
+    curriculum = ordering_run / "eval" / "ordering" / "curriculum"
+    assert calls[2].av == str(curriculum / "stage0_lambda_0.05" / "av")
+    assert again["methods"][:3] == summary["methods"]
+    agreement = again["methods"][4]["prefix_agreement"]  # None: no stage-0 text (weak AV)
+    assert agreement is None or 0 <= agreement <= 1
+    with pytest.raises(NLAKitError, match="prefix_lengths: '8 16 0' then, '4 0' now"):
+        ordering_sweep(_config(ordering_run, methods="matryoshka", prefix_lengths="4 0"))

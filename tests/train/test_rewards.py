@@ -1,0 +1,173 @@
+import pytest
+import torch
+
+from nlakit.train.losses import group_advantages
+from nlakit.train.rewards import (
+    FAILED_REWARD,
+    WHOLE,
+    Shaping,
+    draw_prefix_lengths,
+    matryoshka_mse,
+    prefix_text,
+    prefix_texts,
+    rewards,
+    shaped_rewards,
+)
+
+
+class Words:
+    """A word-level tokenizer (one token per word), so prefixes can be counted by hand."""
+
+    def __init__(self):
+        self.vocab: list[str] = []
+
+    def __call__(self, text, add_special_tokens=False):
+        ids = []
+        for word in text.split():
+            if word not in self.vocab:
+                self.vocab.append(word)
+            ids.append(self.vocab.index(word))
+        return {"input_ids": ids}
+
+    def decode(self, ids):
+        return " ".join(self.vocab[i] for i in ids)
+
+
+def test_length_penalty_separates_samples_that_differ_only_in_length():
+    mse = torch.tensor([0.5, 0.5, 0.9, 0.9])
+    lengths = torch.tensor([20, 40, 30, 30])
+    finished = torch.ones(4, dtype=torch.bool)
+    adv = group_advantages(rewards(mse, lengths, finished, length_penalty=0.01), group_size=2)
+    assert adv[0] > 0 > adv[1]  # same reconstruction, the shorter one is preferred
+    assert adv[2] == adv[3] == 0
+    no_penalty = group_advantages(rewards(mse, lengths, finished, 0.0), 2)
+    assert torch.equal(no_penalty[:2], torch.zeros(2))
+
+
+def test_a_constant_length_penalty_cancels_out():
+    # Why lengths must be per sample: the same length for a whole group does nothing.
+    mse = torch.tensor([0.2, 0.8, 0.5, 0.4])
+    finished = torch.ones(4, dtype=torch.bool)
+    with_penalty = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.05), 4)
+    without = group_advantages(rewards(mse, torch.full((4,), 50), finished, 0.0), 4)
+    assert torch.allclose(with_penalty, without, atol=1e-5)
+
+
+def test_failed_samples_get_the_orthogonal_reward():
+    r = rewards(torch.tensor([0.1, 0.1]), torch.tensor([5, 5]), torch.tensor([True, False]), 0.0)
+    assert r.tolist() == [pytest.approx(-0.1), FAILED_REWARD]
+
+
+def test_prefix_text_cuts_at_token_boundaries():
+    words = Words()
+    text = "Genre: poem. Topic: the sea. Final token: wave"
+    assert prefix_text(words, text, 2) == "Genre: poem."
+    assert prefix_text(words, text, 4) == "Genre: poem. Topic: the"
+    assert prefix_text(words, text, 8) == text  # all 8 words
+    assert prefix_text(words, text, 50) == text
+    assert prefix_text(words, text, WHOLE) == text
+    assert prefix_texts(words, [text, "a b c"], [1, 2]) == ["Genre:", "a b"]
+
+
+def test_prefix_text_with_a_real_tokenizer_is_a_prefix(tokenizer):
+    text = "Recipe: a stew of parsnips. The last token is a number."
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    cuts = [prefix_text(tokenizer, text, k) for k in range(1, n)]
+    assert all(text.startswith(c.strip()) for c in cuts)
+    assert [len(c) for c in cuts] == sorted(len(c) for c in cuts)
+
+
+def test_matryoshka_mse_is_the_weighted_mean_over_prefixes():
+    errors = torch.tensor([[1.0, 0.5, 0.2], [2.0, 2.0, 2.0]])
+    assert matryoshka_mse(errors, torch.tensor([1.0, 1.0, 2.0])).tolist() == pytest.approx(
+        [(1.0 + 0.5 + 0.4) / 4, 2.0]
+    )
+    assert matryoshka_mse(errors, torch.tensor([0.0, 0.0, 3.0])).tolist() == pytest.approx(
+        [0.2, 2.0]
+    )
+
+
+def test_prefix_lengths_are_drawn_uniformly_in_range():
+    g = torch.Generator().manual_seed(0)
+    ks = draw_prefix_lengths(20_000, 4, 7, g)
+    assert set(ks.tolist()) == {4, 5, 6, 7}
+    assert torch.allclose(
+        torch.bincount(ks)[4:].float() / 20_000, torch.full((4,), 0.25), atol=0.02
+    )
+
+
+def fake_score(texts):
+    """mse_nrm of a text: 1 less 0.1 per word (a hand-checkable AR)."""
+    return torch.tensor([1.0 - 0.1 * len(t.split()) for t in texts])
+
+
+TEXTS = ["a b c d e f", "a b c", "x y z w"]
+N_TOKENS = torch.tensor([10, 6, 8])
+DONE = torch.tensor([True, True, False])
+
+
+def test_plain_shaping_is_the_plain_reward():
+    reward, whole = shaped_rewards(Shaping(), TEXTS, N_TOKENS, DONE, fake_score, Words())
+    assert whole.tolist() == pytest.approx([0.4, 0.7, 0.6])
+    assert reward.tolist() == pytest.approx([-0.4, -0.7, FAILED_REWARD])
+
+
+def test_matryoshka_scores_each_prefix_and_the_whole():
+    shaping = Shaping("matryoshka", lengths=(2, 4, WHOLE), weights=(1.0, 1.0, 2.0))
+    reward, whole = shaped_rewards(shaping, TEXTS, N_TOKENS, DONE, fake_score, Words())
+    # text 0: prefixes of 2 and 4 words, then all 6 → mse 0.8, 0.6, 0.4
+    # text 1: 2 words, then all 3 (shorter than 4), then all 3 → 0.8, 0.7, 0.7
+    expected = [-(0.8 + 0.6 + 2 * 0.4) / 4, -(0.8 + 0.7 + 2 * 0.7) / 4, FAILED_REWARD]
+    assert reward.tolist() == pytest.approx(expected)
+    assert whole.tolist() == pytest.approx([0.4, 0.7, 0.6])  # logged: the whole texts'
+
+
+def test_matryoshka_keeps_the_length_penalty():
+    shaping = Shaping("matryoshka", lengths=(2, WHOLE), length_penalty=0.01)
+    reward, _ = shaped_rewards(shaping, TEXTS[:2], N_TOKENS[:2], DONE[:2], fake_score, Words())
+    assert reward.tolist() == pytest.approx([-(0.8 + 0.4) / 2 - 0.1, -(0.8 + 0.7) / 2 - 0.06])
+
+
+def test_random_k_scores_one_drawn_prefix_per_sample():
+    shaping = Shaping("random-k", k_min=1, k_max=5)
+    g = torch.Generator().manual_seed(7)
+    ks = draw_prefix_lengths(3, 1, 5, torch.Generator().manual_seed(7)).tolist()
+    reward, whole = shaped_rewards(shaping, TEXTS, N_TOKENS, DONE, fake_score, Words(), g)
+    words = [min(k, len(t.split())) for k, t in zip(ks, TEXTS, strict=True)]
+    assert reward[:2].tolist() == pytest.approx([-(1 - 0.1 * w) for w in words[:2]])
+    assert reward[2] == FAILED_REWARD
+    assert whole.tolist() == pytest.approx([0.4, 0.7, 0.6])
+
+
+def test_a_shaping_that_rewards_early_information_prefers_it():
+    # two explanations with the same words: the one that says the informative word
+    # first wins under matryoshka, ties under plain
+    def score(texts):
+        return torch.tensor([0.2 if "KEY" in t else 1.0 for t in texts])
+
+    texts = ["KEY a b c d e", "a b c d e KEY"]
+    n, done = torch.tensor([6, 6]), torch.tensor([True, True])
+    plain, _ = shaped_rewards(Shaping(), texts, n, done, score, Words())
+    ordered, _ = shaped_rewards(
+        Shaping("matryoshka", lengths=(2, WHOLE)), texts, n, done, score, Words()
+    )
+    assert group_advantages(plain, 2).tolist() == [0.0, 0.0]
+    adv = group_advantages(ordered, 2)
+    assert adv[0] > 0 > adv[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(method="sorted"),
+        dict(lengths=()),
+        dict(lengths=(-1,)),
+        dict(weights=(1.0,)),  # 3 lengths, 1 weight
+        dict(weights=(0.0, 0.0, 0.0)),
+        dict(k_min=0),
+        dict(k_min=9, k_max=8),
+    ],
+)
+def test_bad_shapings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        Shaping(**kwargs)
