@@ -50,10 +50,7 @@ class DemoConfig(Config):
         ge=1,
     )
     av_steps: int = option(1800, "AV SFT steps", ge=1)
-    rl_steps: int = option(90, "GRPO steps (batches of samples)", ge=1)
-    rl_updates: int = option(
-        2, "AV updates per batch of samples (sampling is most of a step's time)", ge=1
-    )
+    rl_steps: int = option(90, "GRPO steps", ge=1)
     ar_batch: int = option(32, "AR SFT rows per step", ge=1)
     av_batch: int = option(16, "AV SFT rows per step", ge=1)
     ar_lr: float = option(1e-3, "AR SFT learning rate", gt=0)
@@ -208,7 +205,6 @@ def run_demo(config: DemoConfig | None = None) -> dict:
             group_size=config.group_size,
             max_new_tokens=config.max_new_tokens,
             lr=config.rl_lr,
-            updates_per_batch=config.rl_updates,
             ar_lr=config.rl_ar_lr,
             freeze_ar=config.freeze_ar,
             kl_coef=config.kl_coef,

@@ -28,8 +28,9 @@ Writes `RUN/eval/ordering/`:
 
     {method}/                  the method's RL run; a finished one (av/ and ar/ written,
                                same settings) is never trained again: resumable per method
-    rows_{method}.parquet      per row: explanation, its 8- and 16-token prefixes, the
-                               common AR's mse_nrm of each, n_tokens, finished
+    rows_{method}.parquet      per row: doc_id, position, explanation, its 8- and 16-token
+                               prefixes, the common AR's mse_nrm of each, n_tokens,
+                               finished (`nlakit view RUN RUN/eval/ordering/rows_*.parquet`)
     table.csv, summary.json    one row per method (and the warm start): `fve_full`,
                                `fve_k8`, `fve_k16` (with CIs), `share_k16`, `mean_tokens`,
                                `truth_k8`, `truth_k16`, `truth_full`, RL steps and seconds
@@ -65,6 +66,7 @@ from nlakit.eval.sweep import (
     lambda_name,
     load_pair,
     parse_lambdas,
+    rows_table,
     run_cap,
     training_record,
     warm_start,
@@ -267,17 +269,14 @@ def target(rows: list[dict]) -> dict:
     return {"plain_fve_full": plain["fve_full"], "methods_meeting": meeting, "met": bool(meeting)}
 
 
-def rows_file(result: dict, prefixes: dict) -> pa.Table:
-    columns = {
-        "explanation": result["explanation"],
-        "mse_nrm_common_ar": result["mse_nrm_common_ar"].tolist(),
-        "n_tokens": result["n_tokens"],
-        "finished": result["finished"],
-    }
+def rows_file(result: dict, prefixes: dict, rows, n: int) -> pa.Table:
+    """A method's per-row file: the length sweep's columns (the viewer reads it) plus
+    each prefix's text and the common AR's mse_nrm of it."""
+    table = rows_table(result, rows, n)
     for k in PREFIXES:
-        columns[f"prefix_k{k}"] = prefixes[k][0]
-        columns[f"mse_nrm_k{k}"] = prefixes[k][1].tolist()
-    return pa.table(columns)
+        table = table.append_column(f"prefix_k{k}", pa.array(prefixes[k][0], pa.string()))
+        table = table.append_column(f"mse_nrm_k{k}", pa.array(prefixes[k][1].tolist()))
+    return table
 
 
 def ordering_sweep(config: OrderingConfig) -> dict:
@@ -302,7 +301,7 @@ def ordering_sweep(config: OrderingConfig) -> dict:
 
     def evaluate(name: str, result: dict, trained=(0, 0.0)) -> dict:
         prefixes = prefix_scores(common_ar, result["explanation"], vectors)
-        write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, prefixes))
+        write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, prefixes, rows, n))
         return method_row(name, result, prefixes, rows.baseline, config.seed, records, trained)
 
     warm = evaluate("start", explain(start_av))

@@ -94,7 +94,10 @@ def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monk
         assert row["n"] == 8 and 0 <= row["truth_k8"] <= 1
     assert summary["target"]["plain_fve_full"] == summary["methods"][0]["fve_full"]
     rows = pq.read_table(out / "rows_matryoshka.parquet").to_pydict()
-    assert {"explanation", "prefix_k8", "mse_nrm_k8", "mse_nrm_k16"} <= set(rows)
+    assert {"doc_id", "position", "explanation", "prefix_k8", "mse_nrm_k8", "mse_nrm_k16"} <= set(
+        rows
+    )
+    assert rows["mse_nrm_common_ar"] == rows["mse_nrm"]  # one scorer: the common AR
 
     calls.clear()
     methods = "plain matryoshka random-k length curriculum"
@@ -110,3 +113,18 @@ def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monk
     assert agreement is None or 0 <= agreement <= 1
     with pytest.raises(NLAKitError, match="prefix_lengths: '8 16 0' then, '4 0' now"):
         ordering_sweep(_config(ordering_run, methods="matryoshka", prefix_lengths="4 0"))
+
+
+@pytest.mark.slow  # two RL runs of 200 steps on the demo run: about 9 minutes
+def test_matryoshka_puts_the_token_first_at_no_cost_to_the_whole(demo_eval_run):
+    config = OrderingConfig(
+        run=str(demo_eval_run), methods="plain matryoshka", device="cpu", progress=False
+    )
+    summary = ordering_sweep(config)
+    plain, matryoshka = summary["methods"]
+    # docs/ordering.md: +0.335 [+0.283, +0.383] from the first 16 tokens, +0.012 whole
+    assert matryoshka["fve_k16"] >= plain["fve_k16"] + 0.2
+    assert matryoshka["fve_full"] >= plain["fve_full"] - 0.05
+    rows = pq.read_table(demo_eval_run / "eval" / "ordering" / "rows_matryoshka.parquet")
+    texts = rows.column("explanation").to_pylist()
+    assert sum('\n"' in t for t in texts) / len(texts) >= 0.8  # the token line opens with it
