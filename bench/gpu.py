@@ -40,7 +40,8 @@ from nlakit.models import ActivationReconstructor, ActivationVerbalizer
 from nlakit.tiny import build_tokenizer, sample_corpus
 from nlakit.train import modules as M
 from nlakit.train.data import pad_responses, response_logprobs
-from nlakit.train.losses import group_advantages, grpo_loss, rewards
+from nlakit.train.losses import group_advantages, grpo_loss
+from nlakit.train.rewards import rewards
 
 QWEN3_8B = dict(
     hidden_size=4096,

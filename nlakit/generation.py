@@ -31,9 +31,23 @@ from nlakit.errors import NLAKitError
 from nlakit.injection import check_vectors
 from nlakit.models import ActivationVerbalizer
 
+WHOLE = 0  # as a prefix length: the whole explanation
 EXPLANATION_RE = re.compile(r"<explanation>(.*?)</explanation>", re.DOTALL)
 # Talk about the marker character itself instead of the activation it stands for.
 _LEAK = re.compile(r"\b(cjk|chinese|japanese|kanji|ideograph\w*|circled|unicode)\b", re.IGNORECASE)
+
+
+def prefix_text(tokenizer, text: str, k: int) -> str:
+    """The first `k` tokens of `text` as text (`k` = `WHOLE`, or ≥ its length: all of it)."""
+    if k == WHOLE:
+        return text
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if k >= len(ids) else tokenizer.decode(ids[:k])
+
+
+def prefix_texts(tokenizer, texts: list[str], ks: list[int]) -> list[str]:
+    """`prefix_text` of each text, with its own `k` (`ks[i]` for `texts[i]`)."""
+    return [prefix_text(tokenizer, t, k) for t, k in zip(texts, ks, strict=True)]
 
 
 def parse_explanation(text: str) -> str | None:

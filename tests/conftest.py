@@ -160,6 +160,24 @@ def demo_eval_run(tmp_path_factory) -> Path:
     return run
 
 
+class Words:
+    """A word-level tokenizer (one token per word), so prefixes can be counted by hand."""
+
+    def __init__(self):
+        self.vocab: list[str] = []
+
+    def __call__(self, text, add_special_tokens=False):
+        ids = []
+        for word in text.split():
+            if word not in self.vocab:
+                self.vocab.append(word)
+            ids.append(self.vocab.index(word))
+        return {"input_ids": ids}
+
+    def decode(self, ids):
+        return " ".join(self.vocab[i] for i in ids)
+
+
 # --------------------------------------------------------------------------- a real browser
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")

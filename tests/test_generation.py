@@ -1,12 +1,15 @@
 import pytest
 import torch
-from conftest import DEVICE, close
+from conftest import DEVICE, Words, close
 
 from nlakit.engines import draw
 from nlakit.generation import (
+    WHOLE,
     SamplingConfig,
     next_tokens,
     parse_explanation,
+    prefix_text,
+    prefix_texts,
     sample_explanations,
     stop_token_ids,
     wrap_explanation,
@@ -207,3 +210,22 @@ def test_without_injection_the_vectors_do_not_matter(av):
     assert [s.token_ids for s in a] == [s.token_ids for s in b]
     assert all(close(x.logprobs, y.logprobs) for x, y in zip(a, b, strict=True))
     assert not close(a[0].logprobs, c[0].logprobs)  # an injected vector changes the model
+
+
+def test_prefix_text_cuts_at_token_boundaries():
+    words = Words()
+    text = "Genre: poem. Topic: the sea. Final token: wave"
+    assert prefix_text(words, text, 2) == "Genre: poem."
+    assert prefix_text(words, text, 4) == "Genre: poem. Topic: the"
+    assert prefix_text(words, text, 8) == text  # all 8 words
+    assert prefix_text(words, text, 50) == text
+    assert prefix_text(words, text, WHOLE) == text
+    assert prefix_texts(words, [text, "a b c"], [1, 2]) == ["Genre:", "a b"]
+
+
+def test_prefix_text_with_a_real_tokenizer_is_a_prefix(tokenizer):
+    text = "Recipe: a stew of parsnips. The last token is a number."
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    cuts = [prefix_text(tokenizer, text, k) for k in range(1, n)]
+    assert all(text.startswith(c.strip()) for c in cuts)
+    assert [len(c) for c in cuts] == sorted(len(c) for c in cuts)

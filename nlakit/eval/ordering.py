@@ -72,10 +72,10 @@ from nlakit.eval.sweep import (
     warm_start,
 )
 from nlakit.eval.truth import claims_summary
+from nlakit.generation import prefix_texts
 from nlakit.metrics import mse_nrm
 from nlakit.toyworld.truth import FIELDS
 from nlakit.train import rl as rl_module
-from nlakit.train.rewards import prefix_texts
 
 NAME = directory_of(__name__)  # RUN/eval/ordering/
 METHODS = ("plain", "length", "matryoshka", "random-k", "curriculum")

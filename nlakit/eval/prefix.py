@@ -42,8 +42,8 @@ from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import figure
 from nlakit.eval.rows import load_rows
 from nlakit.eval.truth import claims_summary
+from nlakit.generation import prefix_texts
 from nlakit.models import ActivationReconstructor
-from nlakit.train.rewards import prefix_texts
 
 NAME = directory_of(__name__)  # RUN/eval/prefix/
 WHOLE = "all"  # the condition of the whole explanation

@@ -12,7 +12,7 @@ that the information the AR needs first has to come first:
                  (one prefix per sample: the cheap, unbiased estimate of an average over K)
 
 A prefix is cut at token boundaries of the explanation's text (the part between the
-tags; `prefix_text`), so the AR reads it exactly as it would a short explanation. An
+tags; `nlakit.generation.prefix_text`), so the AR reads it exactly as it would a short explanation. An
 explanation without its closing tag, or cut at the length cap, earns `FAILED_REWARD`
 whatever the shaping.
 
@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import torch
 
+from nlakit.generation import WHOLE, prefix_texts
+
 FAILED_REWARD = -2.0  # the reward of an orthogonal reconstruction: mse_nrm = 2
 SHAPINGS = ("plain", "matryoshka", "random-k")
-WHOLE = 0  # in a list of prefix lengths: the whole explanation
 
 
 def rewards(
@@ -39,19 +40,6 @@ def rewards(
     complete explanation (missing closing tag, or cut at the length cap)."""
     value = -mse - length_penalty * n_tokens.to(mse.dtype)
     return torch.where(finished, value, torch.full_like(value, FAILED_REWARD))
-
-
-def prefix_text(tokenizer, text: str, k: int) -> str:
-    """The first `k` tokens of `text` as text (`k` = `WHOLE`, or ≥ its length: all of it)."""
-    if k == WHOLE:
-        return text
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return text if k >= len(ids) else tokenizer.decode(ids[:k])
-
-
-def prefix_texts(tokenizer, texts: list[str], ks: list[int]) -> list[str]:
-    """`prefix_text` of each text, with its own `k` (`ks[i]` for `texts[i]`)."""
-    return [prefix_text(tokenizer, t, k) for t, k in zip(texts, ks, strict=True)]
 
 
 def matryoshka_mse(errors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

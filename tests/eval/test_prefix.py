@@ -7,6 +7,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import Words
 
 from nlakit.config import ConfigError
 from nlakit.eval.prefix import (
@@ -22,20 +23,6 @@ from nlakit.eval.prefix import (
 )
 from nlakit.eval.rows import load_rows
 from nlakit.viewer.inputs import read_input
-
-
-class Words:
-    def __init__(self):
-        self.vocab: list[str] = []
-
-    def __call__(self, text, add_special_tokens=False):
-        for word in text.split():
-            if word not in self.vocab:
-                self.vocab.append(word)
-        return {"input_ids": [self.vocab.index(w) for w in text.split()]}
-
-    def decode(self, ids):
-        return " ".join(self.vocab[i] for i in ids)
 
 
 def test_parse_ks_sorts_and_refuses_bad_lists():

@@ -1,36 +1,17 @@
 import pytest
 import torch
+from conftest import Words
 
+from nlakit.generation import WHOLE
 from nlakit.train.losses import group_advantages
 from nlakit.train.rewards import (
     FAILED_REWARD,
-    WHOLE,
     Shaping,
     draw_prefix_lengths,
     matryoshka_mse,
-    prefix_text,
-    prefix_texts,
     rewards,
     shaped_rewards,
 )
-
-
-class Words:
-    """A word-level tokenizer (one token per word), so prefixes can be counted by hand."""
-
-    def __init__(self):
-        self.vocab: list[str] = []
-
-    def __call__(self, text, add_special_tokens=False):
-        ids = []
-        for word in text.split():
-            if word not in self.vocab:
-                self.vocab.append(word)
-            ids.append(self.vocab.index(word))
-        return {"input_ids": ids}
-
-    def decode(self, ids):
-        return " ".join(self.vocab[i] for i in ids)
 
 
 def test_length_penalty_separates_samples_that_differ_only_in_length():
@@ -56,25 +37,6 @@ def test_a_constant_length_penalty_cancels_out():
 def test_failed_samples_get_the_orthogonal_reward():
     r = rewards(torch.tensor([0.1, 0.1]), torch.tensor([5, 5]), torch.tensor([True, False]), 0.0)
     assert r.tolist() == [pytest.approx(-0.1), FAILED_REWARD]
-
-
-def test_prefix_text_cuts_at_token_boundaries():
-    words = Words()
-    text = "Genre: poem. Topic: the sea. Final token: wave"
-    assert prefix_text(words, text, 2) == "Genre: poem."
-    assert prefix_text(words, text, 4) == "Genre: poem. Topic: the"
-    assert prefix_text(words, text, 8) == text  # all 8 words
-    assert prefix_text(words, text, 50) == text
-    assert prefix_text(words, text, WHOLE) == text
-    assert prefix_texts(words, [text, "a b c"], [1, 2]) == ["Genre:", "a b"]
-
-
-def test_prefix_text_with_a_real_tokenizer_is_a_prefix(tokenizer):
-    text = "Recipe: a stew of parsnips. The last token is a number."
-    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    cuts = [prefix_text(tokenizer, text, k) for k in range(1, n)]
-    assert all(text.startswith(c.strip()) for c in cuts)
-    assert [len(c) for c in cuts] == sorted(len(c) for c in cuts)
 
 
 def test_matryoshka_mse_is_the_weighted_mean_over_prefixes():
