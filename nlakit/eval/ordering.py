@@ -18,7 +18,7 @@ from the run's warm start (its SFT pair), with the same steps, batch, group and 
 
 Then each method's AV (and the warm start) explains the first `n_eval` rows of the
 run's eval table, and **one common AR** (the warm start's) scores the whole
-explanations and their first 8 and 16 tokens (`nlakit.train.rewards.prefix_text`). On
+explanations and their first 8 and 16 tokens (`nlakit.generation.prefix_text`). On
 the toy world each is also scored for truth (the share of claims stated correctly,
 averaged over the fields, and per field). The target the summary checks: a method whose
 FVE from 16 tokens is ≥ 0.75 × its own whole-explanation FVE while that whole FVE is
@@ -60,14 +60,13 @@ from nlakit.eval.stats import fve_summary
 from nlakit.eval.sweep import (
     DEFAULT_CAP,
     SETTINGS,
-    check_same_settings,
     explain_and_score,
-    is_finished,
     lambda_name,
     load_pair,
     parse_lambdas,
     rows_table,
     run_cap,
+    train_run,
     training_record,
     warm_start,
 )
@@ -75,7 +74,6 @@ from nlakit.eval.truth import claims_summary
 from nlakit.generation import prefix_texts
 from nlakit.metrics import mse_nrm
 from nlakit.toyworld.truth import FIELDS
-from nlakit.train import rl as rl_module
 
 NAME = directory_of(__name__)  # RUN/eval/ordering/
 METHODS = ("plain", "length", "matryoshka", "random-k", "curriculum")
@@ -185,18 +183,9 @@ def train_method(
 
 def _train(config, paths, start, out: Path, steps: int, cap: int, fields: dict) -> Path:
     """One RL run from `start` to `out` (unless it finished there with these settings)."""
-    rl_config = rl_module.RLConfig(
-        data=str(paths.tables), av=str(start[0]), ar=str(start[1]), out=str(out),
-        steps=steps, batch_size=config.batch_size, group_size=config.group_size,
-        max_new_tokens=cap, lr=config.lr, freeze_ar=True, kl_coef=config.kl_coef, warmup=config.warmup,
-        seed=config.seed, eval_every=0, eval_rows=8, save_every=25, keep_checkpoints=1,
-        resume=True, device=config.device, dtype=config.dtype, progress=config.progress,
-        **fields,
-    )  # fmt: skip
-    check_same_settings(out, rl_config, ORDERING_SETTINGS)
-    if not is_finished(out):
-        rl_module.rl(rl_config)
-    return out
+    return train_run(
+        config, paths, start, out, cap, ORDERING_SETTINGS, steps=steps, freeze_ar=True, **fields
+    )
 
 
 def config_cap(config: OrderingConfig, paths: RunPaths) -> int:

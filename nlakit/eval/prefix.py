@@ -1,7 +1,7 @@
 """`nlakit analyze prefix --run RUN`: the prefix curve — how much of the activation the
 first k tokens of each explanation carry.
 
-Each row's explanation is cut to its first k tokens (`nlakit.train.rewards.prefix_text`:
+Each row's explanation is cut to its first k tokens (`nlakit.generation.prefix_text`:
 token boundaries of the AR's tokenizer, the text between the tags, so the AR reads a
 cut explanation as it reads a short one) and re-scored, for every k of `--ks` (default
 4 8 16 32) and the whole explanation. By default the scorer is the run's AR; `--ar`

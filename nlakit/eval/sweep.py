@@ -232,18 +232,26 @@ def train_lambda(
     """The λ's RL run directory, trained from the `start` (AV, AR) unless it finished
     before: `config.steps` steps, or with `seconds` > 0 that much training time (at
     most 20 × `config.steps` steps)."""
-    av, ar = start
     out = sweep_dir(paths, config) / lambda_name(lam)
     steps = config.steps * 20 if seconds > 0 else config.steps
-    rl_config = rl_module.RLConfig(
-        data=str(paths.tables), av=str(av), ar=str(ar), out=str(out),
-        steps=steps, max_seconds=seconds, batch_size=config.batch_size,
-        group_size=config.group_size, max_new_tokens=cap, length_penalty=lam, lr=config.lr,
-        ar_lr=config.ar_lr, freeze_ar=config.freeze_ar, kl_coef=config.kl_coef, warmup=config.warmup, seed=config.seed,
-        eval_every=0, eval_rows=8, save_every=25, keep_checkpoints=1, resume=True,
-        device=config.device, dtype=config.dtype, progress=config.progress,
+    return train_run(
+        config, paths, start, out, cap, steps=steps, max_seconds=seconds,
+        length_penalty=lam, ar_lr=config.ar_lr, freeze_ar=config.freeze_ar,
     )  # fmt: skip
-    check_same_settings(out, rl_config)
+
+
+def train_run(config, paths: RunPaths, start, out: Path, cap: int, keys=SETTINGS, **fields):
+    """One RL run of a sweep from `start` (AV, AR) into `out` with the sweep's shared
+    settings (`config`: batch, group, rate, KL, warm-up, seed, device) and `fields`;
+    a run that finished there before with the same settings (`keys`) is reused."""
+    rl_config = rl_module.RLConfig(
+        data=str(paths.tables), av=str(start[0]), ar=str(start[1]), out=str(out),
+        batch_size=config.batch_size, group_size=config.group_size, max_new_tokens=cap,
+        lr=config.lr, kl_coef=config.kl_coef, warmup=config.warmup, seed=config.seed,
+        eval_every=0, eval_rows=8, save_every=25, keep_checkpoints=1, resume=True,
+        device=config.device, dtype=config.dtype, progress=config.progress, **fields,
+    )  # fmt: skip
+    check_same_settings(out, rl_config, keys)
     if not is_finished(out):
         rl_module.rl(rl_config)
     return out

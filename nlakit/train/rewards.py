@@ -12,9 +12,9 @@ that the information the AR needs first has to come first:
                  (one prefix per sample: the cheap, unbiased estimate of an average over K)
 
 A prefix is cut at token boundaries of the explanation's text (the part between the
-tags; `nlakit.generation.prefix_text`), so the AR reads it exactly as it would a short explanation. An
-explanation without its closing tag, or cut at the length cap, earns `FAILED_REWARD`
-whatever the shaping.
+tags; `nlakit.generation.prefix_text`), so the AR reads it exactly as it would a short
+explanation. An explanation without its closing tag, or cut at the length cap, earns
+`FAILED_REWARD` whatever the shaping.
 
 Every function here is pure; `train/rl.py` calls `shaped_rewards` with a scorer
 (`texts -> mse_nrm [n]`, the live AR against each sample's vector).

@@ -12,7 +12,7 @@ import pytest
 
 from nlakit.config import ConfigError
 from nlakit.errors import NLAKitError
-from nlakit.eval import ordering
+from nlakit.eval import sweep
 from nlakit.eval.ordering import (
     OrderingConfig,
     curriculum_stages,
@@ -78,8 +78,8 @@ def _config(run, **overrides) -> OrderingConfig:
 
 def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monkeypatch):
     calls = []
-    real_rl = ordering.rl_module.rl
-    monkeypatch.setattr(ordering.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    real_rl = sweep.rl_module.rl  # the sweeps' one way to RL
+    monkeypatch.setattr(sweep.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
     summary = ordering_sweep(_config(ordering_run))
     out = ordering_run / "eval" / "ordering"
     assert [c.reward for c in calls] == ["plain", "matryoshka", "random-k"]
