@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nlakit.atomic import write_parquet
-from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
+from nlakit.config import ConfigError, option
 from nlakit.errors import NLAKitError
 from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
@@ -60,6 +60,7 @@ from nlakit.eval.stats import fve_summary
 from nlakit.eval.sweep import (
     DEFAULT_CAP,
     SETTINGS,
+    SweepConfig,
     explain_and_score,
     lambda_name,
     load_pair,
@@ -84,21 +85,10 @@ ORDERING_SETTINGS = (*SETTINGS, "reward", "prefix_lengths", "prefix_weights", "k
 
 
 @dataclass
-class OrderingConfig(Config):
+class OrderingConfig(SweepConfig):
     """RL from the run's warm start once per ordering method, and the comparison."""
 
-    run: str = option(help="run directory (after nlakit eval)")
     methods: str = option(" ".join(METHODS), "methods to compare, space-separated")
-    av: str | None = option(None, "AV every method starts from (default: RUN/av_sft/av)")
-    ar: str | None = option(
-        None, "AR every method starts from, also the common scorer (default: RUN/ar_sft/ar)"
-    )
-    steps: int = option(200, "RL steps per method", ge=1)
-    batch_size: int = option(8, "activations per RL step", ge=1)
-    group_size: int = option(8, "explanations sampled per activation", ge=2)
-    lr: float = option(3e-4, "AV learning rate (0: scaled to the model's width)", ge=0)
-    kl_coef: float = option(0.0, "β of the KL penalty to the SFT AV", ge=0)
-    warmup: int = option(5, "warm-up steps of each RL run", ge=0)
     length_penalty: float = option(0.01, "the length method's λ (reward per token)", ge=0)
     prefix_lengths: str = option(
         "8 16 0", "the matryoshka method's prefix lengths (0: the whole explanation)"
@@ -108,14 +98,6 @@ class OrderingConfig(Config):
     curriculum_lambdas: str = option(
         "0.04 0.02 0", "the curriculum's length penalties, one stage each, largest first"
     )
-    max_new_tokens: int | None = option(
-        None, "length cap (default: the run's RL cap, else 64)", ge=1
-    )
-    n_eval: int = option(512, "eval rows each method explains (0 = all)", ge=0)
-    seed: int = option(0, "seeds every RL run and the sampling", ge=0)
-    device: str | None = option(None, DEVICE_HELP)
-    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
-    progress: bool = option(True, "show progress bars")
 
     def __post_init__(self) -> None:
         super().__post_init__()

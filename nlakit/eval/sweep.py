@@ -88,16 +88,39 @@ SETTINGS = (
 
 
 @dataclass
-class LengthSweepConfig(Config):
-    """RL from the run's warm start once per length penalty λ, and the trade-off."""
+class SweepConfig(Config):
+    """What every sweep's RL runs share: the run, the warm start, the RL settings of
+    each run, and the evaluation (subclassed by the length and ordering sweeps)."""
 
     run: str = option(help="run directory (after nlakit eval)")
+    av: str | None = option(None, "AV every RL run starts from (default: RUN/av_sft/av)")
+    ar: str | None = option(
+        None, "AR every RL run starts from, also the common scorer (default: RUN/ar_sft/ar)"
+    )
+    steps: int = option(200, "RL steps per run", ge=1)
+    batch_size: int = option(8, "activations per RL step", ge=1)
+    group_size: int = option(8, "explanations sampled per activation", ge=2)
+    lr: float = option(3e-4, "AV learning rate (0: scaled to the model's width)", ge=0)
+    kl_coef: float = option(0.0, "β of the KL penalty to the SFT AV", ge=0)
+    warmup: int = option(5, "warm-up steps of each RL run", ge=0)
+    max_new_tokens: int | None = option(
+        None, "length cap (default: the run's RL cap, else 64)", ge=1
+    )
+    n_eval: int = option(
+        512, "eval rows each run explains (the first n of rows.parquet; 0 = all)", ge=0
+    )
+    seed: int = option(0, "seeds every RL run and the sampling", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
+    progress: bool = option(True, "show progress bars")
+
+
+@dataclass
+class LengthSweepConfig(SweepConfig):
+    """RL from the run's warm start once per length penalty λ, and the trade-off."""
+
     lambdas: str = option(
         DEFAULT_LAMBDAS, "length penalties λ (reward per token), space-separated, each ≥ 0"
-    )
-    av: str | None = option(None, "AV every λ starts from (default: RUN/av_sft/av)")
-    ar: str | None = option(
-        None, "AR every λ starts from, also the common scorer (default: RUN/ar_sft/ar)"
     )
     steps: int = option(200, "RL steps per λ (equal-steps), or of the first λ (equal-time)", ge=1)
     budget: str = option(
@@ -108,30 +131,15 @@ class LengthSweepConfig(Config):
     seconds: float = option(
         0.0, "equal-time: RL seconds per λ (0: what the first λ takes for steps)", ge=0
     )
-    batch_size: int = option(8, "activations per RL step", ge=1)
-    group_size: int = option(8, "explanations sampled per activation", ge=2)
-    lr: float = option(3e-4, "AV learning rate (0: scaled to the model's width)", ge=0)
     freeze_ar: bool = option(
         True, "keep the AR fixed, so every λ is judged by the reader it trained on"
     )
     ar_lr: float = option(1e-4, "AR learning rate when co-trained (freeze_ar false)", ge=0)
-    kl_coef: float = option(0.0, "β of the KL penalty to the SFT AV", ge=0)
-    warmup: int = option(5, "warm-up steps of each RL run", ge=0)
-    max_new_tokens: int | None = option(
-        None, "length cap (default: the run's RL cap, else 64)", ge=1
-    )
-    n_eval: int = option(
-        512, "eval rows each λ explains (the first n of rows.parquet; 0 = all)", ge=0
-    )
     curriculum: bool = option(
         False,
         "train the λs as one sequence, largest first, each stage from the previous "
         "stage's AV (written to length_sweep/curriculum/)",
     )
-    seed: int = option(0, "seeds every RL run and the sampling", ge=0)
-    device: str | None = option(None, DEVICE_HELP)
-    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
-    progress: bool = option(True, "show progress bars")
 
     def __post_init__(self) -> None:
         super().__post_init__()
