@@ -58,7 +58,6 @@ from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_summary
 from nlakit.eval.sweep import (
-    DEFAULT_CAP,
     SETTINGS,
     SweepConfig,
     explain_and_score,
@@ -66,7 +65,7 @@ from nlakit.eval.sweep import (
     load_pair,
     parse_lambdas,
     rows_table,
-    run_cap,
+    sweep_cap,
     train_run,
     training_record,
     warm_start,
@@ -170,11 +169,6 @@ def _train(config, paths, start, out: Path, steps: int, cap: int, fields: dict) 
     )
 
 
-def config_cap(config: OrderingConfig, paths: RunPaths) -> int:
-    """The length cap: the config's, else the run's RL cap, else 64."""
-    return config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
-
-
 @torch.no_grad()
 def prefix_scores(common_ar, texts: list[str], vectors: torch.Tensor) -> dict:
     """{k: (prefix texts, the common AR's mse_nrm [n])} for every k of PREFIXES."""
@@ -259,7 +253,7 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     if paths.tables is None:
         raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
     av, ar = warm_start(paths, config)
-    cap = config_cap(config, paths)
+    cap = sweep_cap(config, paths)
     if config.k_max and config.k_max < config.k_min:
         raise NLAKitError(f"k_max {config.k_max} is below k_min {config.k_min}.")
     n = min(config.n_eval or len(rows), len(rows))

@@ -46,7 +46,7 @@ from nlakit.generation import prefix_texts
 from nlakit.models import ActivationReconstructor
 
 NAME = directory_of(__name__)  # RUN/eval/prefix/
-WHOLE = "all"  # the condition of the whole explanation
+ALL = "all"  # the condition of the whole explanation
 DEFAULT_KS = "4 8 16 32"
 
 
@@ -85,12 +85,12 @@ class PrefixConfig(Config):
 
 def condition(k: int | None) -> str:
     """The name of prefix length k's condition (None: the whole explanation)."""
-    return WHOLE if k is None else f"k{k}"
+    return ALL if k is None else f"k{k}"
 
 
 def cut_texts(tokenizer, texts: list[str], ks: list[int]) -> dict[str, list[str]]:
     """{condition: texts}: the whole explanations first, then their first k tokens per k."""
-    out = {WHOLE: texts}
+    out = {ALL: texts}
     for k in ks:
         out[condition(k)] = prefix_texts(tokenizer, texts, [k] * len(texts))
     return out
@@ -104,13 +104,13 @@ def kept_tokens(lengths: list[int], k: int | None) -> float:
 def curve_rows(stats: dict, ks: list[int], truth: dict, tokens: dict) -> list[dict]:
     """One row per k, then the whole explanation: FVE, CI, drop, share of the whole's
     FVE, tokens kept and (toy world) the truth per field."""
-    whole = stats[WHOLE]["fve"]
+    whole = stats[ALL]["fve"]
     rows = []
     for k in [*ks, None]:
         name = condition(k)
         s = stats[name]
         row = {
-            "k": k if k is not None else WHOLE,
+            "k": k if k is not None else ALL,
             "fve": s["fve"],
             "ci_low": s["ci_low"],
             "ci_high": s["ci_high"],
@@ -140,7 +140,7 @@ def prefix_curve(config: PrefixConfig) -> dict:
     texts = cut_texts(tokenizer, text_column(rows, config.column), ks)
     errors, changed = score_conditions(rows, texts, config.progress, "prefix")
     stats = condition_stats(errors, changed, rows.baseline, config.bootstrap, config.seed)
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts[WHOLE]]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts[ALL]]
     tokens = {condition(k): kept_tokens(lengths, k) for k in [*ks, None]}
     truth = {}
     if "record" in rows.columns:
@@ -152,7 +152,7 @@ def prefix_curve(config: PrefixConfig) -> dict:
         "scorer": config.ar or str(rows.paths.ar),
         "ks": ks,
         "curve": table,
-        "fve_whole": stats[WHOLE]["fve"],
+        "fve_whole": stats[ALL]["fve"],
         **{f"fve_k{k}": stats[condition(k)]["fve"] for k in ks},
     }
     out_dir = rows.paths.analysis_dir(NAME)

@@ -203,6 +203,11 @@ def run_cap(paths: RunPaths) -> int | None:
     return None
 
 
+def sweep_cap(config: SweepConfig, paths: RunPaths) -> int:
+    """The length cap of a sweep's runs: the config's, else the run's RL cap, else 64."""
+    return config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
+
+
 def is_finished(out: Path) -> bool:
     """Whether an RL run exported its final pair (the sidecar is written last)."""
     return (out / "av" / SIDECAR_NAME).is_file() and (out / "ar" / SIDECAR_NAME).is_file()
@@ -376,7 +381,7 @@ def length_sweep(config: LengthSweepConfig) -> dict:
     if paths.tables is None:
         raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
     av, ar = warm_start(paths, config)
-    cap = config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
+    cap = sweep_cap(config, paths)
     n = min(config.n_eval or len(rows), len(rows))
     out_dir = sweep_dir(paths, config)
     vectors = rows.vectors[:n]

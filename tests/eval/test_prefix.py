@@ -11,7 +11,7 @@ from conftest import Words
 
 from nlakit.config import ConfigError
 from nlakit.eval.prefix import (
-    WHOLE,
+    ALL,
     PrefixConfig,
     condition,
     curve_rows,
@@ -37,9 +37,9 @@ def test_parse_ks_sorts_and_refuses_bad_lists():
 def test_cut_texts_keeps_the_whole_first_then_each_prefix():
     texts = ["a b c d e", "x y"]
     out = cut_texts(Words(), texts, [1, 3])
-    assert list(out) == [WHOLE, "k1", "k3"]
+    assert list(out) == [ALL, "k1", "k3"]
     assert out["k1"] == ["a", "x"] and out["k3"] == ["a b c", "x y"]
-    assert condition(None) == WHOLE and condition(8) == "k8"
+    assert condition(None) == ALL and condition(8) == "k8"
 
 
 def test_kept_tokens_counts_within_k():
@@ -52,10 +52,10 @@ def test_curve_rows_share_and_truth():
         return {"fve": fve, "ci_low": fve - 0.1, "ci_high": fve + 0.1, "n": 4,
                 "drop": {"fve_drop": drop, "ci_low": drop - 0.1, "ci_high": drop + 0.1}}  # fmt: skip
 
-    stats = {WHOLE: s(0.5, 0.0), "k4": s(0.2, -0.3)}
+    stats = {ALL: s(0.5, 0.0), "k4": s(0.2, -0.3)}
     truth = {"k4": {"genre": {"correct": 0.75, "wrong": 0.0, "absent": 0.25}}}
-    rows = curve_rows(stats, [4], truth, {"k4": 4.0, WHOLE: 9.0})
-    assert [r["k"] for r in rows] == [4, WHOLE]
+    rows = curve_rows(stats, [4], truth, {"k4": 4.0, ALL: 9.0})
+    assert [r["k"] for r in rows] == [4, ALL]
     assert rows[0]["share_of_whole"] == pytest.approx(0.4)
     assert rows[0]["true_genre"] == 0.75 and rows[0]["absent_genre"] == 0.25
     assert "true_genre" not in rows[1]
@@ -77,7 +77,7 @@ def test_prefix_curve_writes_its_outputs(prefix_run):
         p.name for p in out.iterdir()
     }
     curve = summary["curve"]
-    assert [r["k"] for r in curve] == [2, 8, WHOLE]
+    assert [r["k"] for r in curve] == [2, 8, ALL]
     assert curve[0]["mean_tokens"] <= 2 < curve[1]["mean_tokens"] <= 8 < curve[2]["mean_tokens"]
     # the teacher's first line names the genre: 8 tokens state it more often than 2
     assert curve[1]["true_genre"] >= curve[0]["true_genre"]
