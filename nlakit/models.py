@@ -38,6 +38,7 @@ from nlakit.meta import (
     with_role,
     write_meta,
 )
+from nlakit.separators import strip_separators
 from nlakit.store.names import MODEL_CONFIG, SIDECAR_NAME, VALUE_HEAD_FILE
 from nlakit.store.readers import read_safetensors
 
@@ -529,7 +530,10 @@ class ActivationReconstructor(nn.Module):
 
     def tokenize(self, explanations: list[str]) -> dict[str, torch.Tensor]:
         """Right-padded AR prompts for `explanations`: `input_ids`, `attention_mask` `[n, seq]`."""
-        texts = [self.meta.ar_template.format(explanation=e) for e in explanations]
+        # The AR ignores graded-prefix separators (nlakit/separators.py says why).
+        texts = [
+            self.meta.ar_template.format(explanation=strip_separators(e)) for e in explanations
+        ]
         enc = self.tokenizer(
             texts,
             add_special_tokens=True,

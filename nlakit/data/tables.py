@@ -44,6 +44,7 @@ from nlakit.meta import (
 )
 from nlakit.metrics import FVEBaseline
 from nlakit.models import load_tokenizer, local_dir
+from nlakit.separators import add_separators
 from nlakit.store.guard import LOCK_FILE, check_output_dir, locked
 from nlakit.store.names import BASELINE_FILE, BUILD_RECORD, EXPLANATIONS_DIR, table_file
 from nlakit.store.readers import read_json, read_parquet
@@ -315,3 +316,29 @@ def _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_co
     }
     write_json(record_path, record)
     return {**record, "cached": False}
+
+
+def separator_tables(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """A copy of the tables in `src` whose explanations carry graded-prefix separators
+    (`nlakit.separators.add_separators`: one after every sentence but the last), for the
+    separator warm start (`nlakit sft av --separator`) when the teacher did not write
+    them; the vectors, rows and sidecars are `src`'s. Returns `dst` (reused when done)."""
+    src, dst = Path(src), Path(dst)
+    if (dst / BUILD_RECORD).is_file():
+        return dst
+    dst.mkdir(parents=True, exist_ok=True)
+    for stage in SPLITS:
+        path = src / table_file(stage)
+        meta = read_meta(path)
+        table = read_parquet(path, what="a training table", fix="Rebuild it with `nlakit build`.")
+        marked = [add_separators(e) for e in table["explanation"].to_pylist()]
+        columns = {"explanation": marked, "response": [wrap_explanation(e) for e in marked]}
+        if stage == "ar_sft":
+            columns["prompt"] = [meta.ar_template.format(explanation=e) for e in marked]
+        for name, values in columns.items():
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pa.array(values, pa.string()))
+        write_table(dst / table_file(stage), table, meta)
+    for name in (BASELINE_FILE, BUILD_RECORD):  # the record last: it marks the copy done
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst

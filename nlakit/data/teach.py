@@ -26,6 +26,7 @@ from nlakit.data.extract import load_rows
 from nlakit.data.tables import teacher_slug
 from nlakit.errors import NLAKitError
 from nlakit.meta import read_meta
+from nlakit.separators import SEPARATOR, add_separators
 from nlakit.store.names import EXPLANATIONS_DIR
 
 
@@ -52,6 +53,12 @@ class TeachConfig(Config):
         0.8, "toyworld: share of explanations with the context feature", ge=0, le=1
     )
     cache: str | None = option(None, "SQLite cache file (default: DIR/teacher_cache.sqlite)")
+    separators: bool = option(
+        False,
+        f"put the graded-prefix separator {SEPARATOR} after every sentence but the last of "
+        "each explanation (the warm start of `nlakit rl --reward separators`); written as "
+        "the set TEACHER_separators (`nlakit build --teacher TEACHER_separators`)",
+    )
 
 
 COLUMNS = ["doc_id", "position", "token", "detokenized_text_truncated"]
@@ -167,10 +174,15 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
             config.teacher, requests, teacher_config, cache_path=cache, progress=progress
         )
         results = [asdict(a) for a in answers]
+    if config.separators:
+        for r in results:
+            if r["explanation"] is not None:
+                r["explanation"] = add_separators(r["explanation"])
     report["seconds"] = round(time.perf_counter() - start, 2)
     folder = Path(config.data) / EXPLANATIONS_DIR
     folder.mkdir(exist_ok=True)
-    path = folder / f"{teacher_slug(config.teacher)}.parquet"
+    name = teacher_slug(config.teacher) + ("_separators" if config.separators else "")
+    path = folder / f"{name}.parquet"
     write_parquet(path, _results_table(rows, results))
     report["explanations"] = str(path)
     write_json(path.with_suffix(".json"), report)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from nlakit.errors import NLAKitError
-from nlakit.generation import stop_token_ids
+from nlakit.generation import prefix_text, stop_token_ids
 from nlakit.meta import av_prompt_content
+from nlakit.separators import strip_separators
 from nlakit.train.losses import token_logprobs
 
 
@@ -135,6 +136,22 @@ def response_logprobs(
         ids, vectors.to(prompt.device), attention_mask=attention, logits_to_keep=width + 1
     )
     return token_logprobs(out.logits[:, :-1], ids[:, -width:])
+
+
+def truncate_explanations(
+    tokenizer, texts: list[str], share: float, generator: torch.Generator
+) -> list[str]:
+    """Each text without separators, and with probability `share` cut to its first k
+    tokens, k uniform on 1 … its length (AR training on prefixes)."""
+    out = []
+    for text in texts:
+        text = strip_separators(text)
+        if float(torch.rand((), generator=generator)) < share:
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            k = int(torch.randint(1, max(n, 1) + 1, (), generator=generator))
+            text = prefix_text(tokenizer, text, k)
+        out.append(text)
+    return out
 
 
 class BatchSampler:

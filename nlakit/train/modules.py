@@ -28,6 +28,7 @@ from nlakit.models import (
     load_causal_lm,
     local_dir,
 )
+from nlakit.separators import add_separator_token
 from nlakit.store.names import SIDECAR_NAME
 from nlakit.train.checkpoint import load_trainable, trainable_state
 from nlakit.train.distributed import is_sharded, whole
@@ -108,11 +109,15 @@ def start(
     lora: LoraSettings,
     attention: str | None = None,
     load_in_4bit: bool = False,
+    separator: bool = False,
 ) -> ActivationVerbalizer | ActivationReconstructor:
     """The AV or AR a run trains: from `init` (`start_av`/`start_ar`), with its adapters
     and, when given, the `attention` kernel (transformers' `attn_implementation`);
-    `load_in_4bit`: QLoRA, the frozen base in NF4 under the adapters."""
+    `load_in_4bit`: QLoRA, the frozen base in NF4 under the adapters; `separator`: an
+    AV given the graded-prefix separator token (`nlakit.separators`)."""
     module = (start_av if role == "av" else start_ar)(init, tables, device, dtype, load_in_4bit)
+    if separator:
+        add_separator_token(module)
     if attention is not None:
         decoder = module.model if role == "av" else module.backbone
         sites.unwrap(decoder).set_attn_implementation(attention)
@@ -136,13 +141,19 @@ def packing_on(setting: str, module: torch.nn.Module) -> bool:
 
 
 def rebuilt(
-    role: str, init: str, tables: DatasetMeta, dtype, lora: LoraSettings, trained: dict
+    role: str,
+    init: str,
+    tables: DatasetMeta,
+    dtype,
+    lora: LoraSettings,
+    trained: dict,
+    separator: bool = False,
 ) -> ActivationVerbalizer | ActivationReconstructor:
     """A whole, full-precision copy on the CPU of a module trained sharded (FSDP) or
     over a 4-bit base (QLoRA), to export: made again from `init` as `start` made it,
     with the `trained` parameters (`checkpoint.trainable_state`) loaded; the frozen
     ones are `init`'s, which training never changes."""
-    module = start(role, init, tables, "cpu", dtype, lora)
+    module = start(role, init, tables, "cpu", dtype, lora, separator=separator)
     load_trainable(module, trained, f"the trained {role}")
     return module
 
@@ -163,7 +174,8 @@ def for_export(
     trained = trainable_state(module)
     if not main:
         return None
-    return rebuilt(role, init, tables, config.dtype, LoraSettings.of(config), trained)
+    separator = getattr(config, "separator", False)
+    return rebuilt(role, init, tables, config.dtype, LoraSettings.of(config), trained, separator)
 
 
 def blocks_of(module: ActivationVerbalizer | ActivationReconstructor) -> torch.nn.ModuleList:

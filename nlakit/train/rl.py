@@ -41,10 +41,11 @@ from nlakit.config import ConfigError, option
 from nlakit.engines import engine_problem, release_vllm
 from nlakit.errors import NLAKitError
 from nlakit.generation import SnapshotSampling, sample_explanations
-from nlakit.meta import check_pair
+from nlakit.meta import check_pair, read_meta
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
 from nlakit.models import ActivationVerbalizer, check_role_at
-from nlakit.store.names import BASELINE_FILE, ROLLOUT_SNAPSHOTS, table_file
+from nlakit.separators import SEPARATOR, separator_of
+from nlakit.store.names import BASELINE_FILE, ROLLOUT_SNAPSHOTS, SIDECAR_NAME, table_file
 from nlakit.store.tables import check_agrees, load_table
 from nlakit.train import checkpoint as ckpt
 from nlakit.train import modules as M
@@ -99,8 +100,10 @@ class RLConfig(TrainingConfig):
     reward: str = option(
         "plain",
         "reward shaping (nlakit/train/rewards.py): plain (the whole explanation), "
-        "matryoshka (a weighted mean over the prefixes of --prefix-lengths), or random-k "
-        "(one prefix per sample, of K tokens uniform on --k-min … --k-max)",
+        "matryoshka (a weighted mean over the prefixes of --prefix-lengths), random-k "
+        "(one prefix per sample, of K tokens uniform on --k-min … --k-max), or separators "
+        "(each nested prefix the AV closes with its separator token; needs an AV trained "
+        "with `nlakit sft av --separator`)",
         choices=SHAPINGS,
     )
     prefix_lengths: str = option(
@@ -148,7 +151,7 @@ class RLConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.shaping()  # a bad prefix list or K range is a ConfigError now
+        self.shaping(SEPARATOR)  # a bad prefix list or K range is a ConfigError now
         if (problem := engine_problem(self.engine)) is not None:
             raise ConfigError(problem)
         if self.engine == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -157,13 +160,19 @@ class RLConfig(TrainingConfig):
                 "the trainer); launch without torchrun, or use --engine hf."
             )
 
-    def shaping(self) -> Shaping:
-        """The reward shaping these fields describe."""
+    def shaping(self, separator: str | None = None) -> Shaping:
+        """The reward shaping these fields describe (`separator`: the AV's)."""
         try:
             lengths = tuple(int(x) for x in self.prefix_lengths.split())
             weights = tuple(float(x) for x in self.prefix_weights.split()) or None
             return Shaping(
-                self.reward, lengths, weights, self.k_min, self.k_max, self.length_penalty
+                self.reward,
+                lengths,
+                weights,
+                self.k_min,
+                self.k_max,
+                self.length_penalty,
+                separator if self.reward == "separators" else None,
             )
         except ValueError as e:
             raise ConfigError(
@@ -200,6 +209,12 @@ def rl(config: RLConfig) -> dict:
         raise NLAKitError(f"lr: expected ≥ 0 (0 = scaled to the model's width), got {config.lr}.")
     check_role_at(config.av, "av")
     check_role_at(config.ar, "ar")
+    if config.reward == "separators" and separator_of(read_meta(config.av)) is None:
+        raise NLAKitError(
+            f"{config.av}: this AV has no separator token (its {SIDECAR_NAME} records none), "
+            "so --reward separators has nothing to read. Train one with `nlakit sft av "
+            "--separator` on explanations taught with `nlakit teach --separators`."
+        )
     latest = prepare_run(config)  # before anything is written
     ctx = init_distributed(config.device)
     with run_lock(config.out, ctx.main):
@@ -279,7 +294,11 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         clock["seconds"] = state.get("train_seconds", 0.0)
         sampler.load_state(state["sampler"])
     logger.truncate_after(step)
-    G, scale, shaping = config.group_size, ar.meta.mse_scale_value, config.shaping()
+    G, scale, shaping = (
+        config.group_size,
+        ar.meta.mse_scale_value,
+        config.shaping(separator_of(av.meta)),
+    )
     bar = tqdm(
         total=config.steps, initial=step, desc="rl", disable=not (config.progress and ctx.main)
     )
@@ -300,8 +319,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         lengths = torch.tensor([s.n_tokens for s in samples], dtype=torch.float32)
         texts = [s.explanation or "" for s in samples]
 
-        def score(batch: list[str], gold: torch.Tensor = vectors) -> torch.Tensor:
-            return mse_nrm(ar.reconstruct(batch), gold, scale)  # the AR's, of n texts
+        def score(batch: list[str], rows=None, vectors: torch.Tensor = vectors) -> torch.Tensor:
+            gold = vectors if rows is None else vectors[rows]  # text i against gold[i]
+            return mse_nrm(ar.reconstruct(batch), gold, scale)
 
         with torch.no_grad(), forward_only(ar):
             reward, mse = shaped_rewards(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from nlakit.config import option
 from nlakit.errors import NLAKitError
 from nlakit.metrics import FVEBaseline, cosine, fve, mse_nrm
+from nlakit.separators import SEPARATOR, check_separators
 from nlakit.store.names import table_file
 from nlakit.store.tables import check_agrees, find_baseline, load_table
 from nlakit.train import checkpoint as ckpt
@@ -36,6 +37,7 @@ from nlakit.train.data import (
     pad_responses,
     response_ids,
     response_logprobs,
+    truncate_explanations,
 )
 from nlakit.train.distributed import (
     accumulating,
@@ -72,11 +74,29 @@ class SFTConfig(TrainingConfig):
         "on, off, or auto (on with a variable-length attention kernel, see --attention)",
         choices=("auto", "on", "off"),
     )
+    separator: bool = option(
+        False,
+        f"AV: add the graded-prefix separator {SEPARATOR} to the vocabulary (embedding: the "
+        "mean input embedding) before training; the tables' explanations must contain it "
+        "(`nlakit teach --separators`)",
+    )
+    prefix_augment: float = option(
+        0.0,
+        "AR: the share of rows whose explanation is cut to its first k tokens, k uniform on "
+        "1 … its length (an AR that reads prefixes, for `nlakit analyze prefix` and the "
+        "ordering rewards)",
+        ge=0,
+        le=1,
+    )
 
 
 def _check(config: SFTConfig) -> None:
     if config.role not in ("av", "ar"):
         raise NLAKitError(f"sft role must be 'av' or 'ar', got {config.role!r}")
+    if config.separator and config.role != "av":
+        raise NLAKitError("--separator is an AV setting (the AR strips separators); drop it.")
+    if config.prefix_augment and config.role != "ar":
+        raise NLAKitError("--prefix-augment is an AR setting; drop it for `nlakit sft av`.")
     if config.batch_size < 1 or config.grad_accum < 1 or config.steps < 1:
         raise NLAKitError("steps, batch_size and grad_accum must be ≥ 1")
 
@@ -99,7 +119,7 @@ class _Task:
         """What a step's loss is averaged over: response tokens (AV) or rows (AR)."""
         return float(sum(self.lengths[i] for i in rows)) if self.config.role == "av" else len(rows)
 
-    def loss_sum(self, rows: list[int]) -> torch.Tensor:
+    def loss_sum(self, rows: list[int], step: int) -> torch.Tensor:
         vectors = self.table.vectors[rows]
         if self.config.role == "av":
             ids, mask = pad_responses(
@@ -109,7 +129,13 @@ class _Task:
                 self.model, vectors, ids, mask, forward=self.forward, packed=self.packed
             )
             return -(logp * mask.to(logp.device)).sum()
-        enc = self.model.tokenize([self.texts[i] for i in rows])
+        texts = [self.texts[i] for i in rows]
+        if self.config.prefix_augment:  # a draw per step, the same after a resume
+            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+            texts = truncate_explanations(
+                self.model.tokenizer, texts, self.config.prefix_augment, generator
+            )
+        enc = self.model.tokenize(texts)
         pred = self.forward(**enc)
         scale = self.model.meta.mse_scale_value
         return ar_loss(pred, vectors.to(pred.device), scale) * len(rows)
@@ -144,6 +170,9 @@ def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | Non
 def sft(config: SFTConfig) -> dict:
     """Run (or resume) SFT; returns the final evaluation."""
     _check(config)
+    if config.separator:  # the tables must use the separator the AV is given
+        path = Path(config.data) / table_file("av_sft")
+        check_separators(load_table(path, ("response",)).columns["response"], path)
     latest = prepare_run(config)  # before anything is written
     ctx = init_distributed(config.device)
     with run_lock(config.out, ctx.main):
@@ -159,7 +188,16 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
     init = config.model or table.meta.extraction.base_model
     torch.manual_seed(config.seed)
     lora = M.LoraSettings.of(config)
-    model = M.start(config.role, init, table.meta, ctx.device, config.dtype, lora, config.attention)
+    model = M.start(
+        config.role,
+        init,
+        table.meta,
+        ctx.device,
+        config.dtype,
+        lora,
+        config.attention,
+        separator=config.separator,
+    )
     check_agrees(model.meta, table.meta)
     model.train()
     task = _Task(config, model, table, ctx)
@@ -199,7 +237,7 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
         loss_total = 0.0
         for i, part in enumerate(micro):
             with accumulating(task.forward, ctx, i == len(micro) - 1), M.autocast(ctx.device):
-                loss = task.loss_sum(part) / units * ctx.world
+                loss = task.loss_sum(part, step) / units * ctx.world
                 loss.backward()
             loss_total += loss.detach().item() / ctx.world
         grad_norm, finite = M.clip_gradients(model, config.max_grad_norm)

@@ -10,6 +10,7 @@ from nlakit.train.data import (
     pad_responses,
     response_ids,
     response_logprobs,
+    truncate_explanations,
 )
 
 
@@ -98,3 +99,22 @@ def test_packed_logprobs_and_gradients_equal_padded(arch, tokenizer, make_model)
     assert len(packed_grads) == len(padded_grads)
     for a, b in zip(packed_grads, padded_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_truncation_cuts_a_share_of_explanations_to_a_random_prefix():
+    from conftest import Words
+
+    from nlakit.separators import SEPARATOR
+
+    texts = [f"w{i} a b c.{SEPARATOR} d e f g h i" for i in range(2000)]
+    out = truncate_explanations(Words(), texts, 0.5, torch.Generator().manual_seed(0))
+    assert all(SEPARATOR not in t for t in out)
+    whole = [t for t in out if len(t.split()) == 10]
+    cut = [len(t.split()) for t in out if len(t.split()) < 10]
+    assert abs(len(cut) / 2000 - 0.45) < 0.04  # half drawn, k = 10 of those keeps it whole
+    assert set(cut) == set(range(1, 10))
+    assert all(t.startswith(f"w{i} ") or t == f"w{i}" for i, t in enumerate(out))
+    assert len(whole) + len(cut) == 2000
+    assert truncate_explanations(Words(), texts[:5], 0.0, torch.Generator()) == [
+        t.replace(SEPARATOR, "") for t in texts[:5]
+    ]

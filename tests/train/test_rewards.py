@@ -3,12 +3,15 @@ import torch
 from conftest import Words
 
 from nlakit.generation import WHOLE
+from nlakit.separators import SEPARATOR as S
+from nlakit.separators import strip_separators
 from nlakit.train.losses import group_advantages
 from nlakit.train.rewards import (
     FAILED_REWARD,
     Shaping,
     draw_prefix_lengths,
     matryoshka_mse,
+    reader_mse,
     rewards,
     shaped_rewards,
 )
@@ -118,6 +121,62 @@ def test_a_shaping_that_rewards_early_information_prefers_it():
     assert adv[0] > 0 > adv[1]
 
 
+def test_reader_mse_pays_each_segment_at_the_error_before_it():
+    assert reader_mse([1.0, 0.8, 0.5], [3, 4, 1]) == pytest.approx((3 + 3.2 + 0.5) / 8)
+    assert reader_mse([1.0], [6]) == 1.0  # no separator: the empty text's error
+    with pytest.raises(ValueError):
+        reader_mse([1.0, 0.5], [3])
+
+
+def stripped_score(texts, rows=None):
+    """`fake_score` of the words the AR reads (separators stripped)."""
+    return fake_score([strip_separators(t) for t in texts])
+
+
+def test_separators_reward_averages_the_whole_and_the_readers_error():
+    shaping = Shaping("separators", separator=S)
+    texts = [f"a b {S} c d e {S} f", "a b c d e f"]
+    n, done = torch.tensor([8, 6]), torch.tensor([True, True])
+    reward, whole = shaped_rewards(shaping, texts, n, done, stripped_score, Words())
+    # text 0: segments of 3, 4, 1 tokens read at the errors of "", "a b", "a b c d e"
+    first = 0.5 * (0.4 + (3 * 1.0 + 4 * 0.8 + 1 * 0.5) / 8)
+    second = 0.5 * (0.4 + 1.0)  # no separator: the whole and the empty text
+    assert reward.tolist() == pytest.approx([-first, -second])
+    assert whole.tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_separators_reward_scores_each_prefix_against_its_own_sample():
+    seen = []
+
+    def score(texts, rows=None):
+        rows = list(range(len(texts))) if rows is None else rows
+        seen.extend((t, r) for t, r in zip(texts, rows, strict=True))
+        return torch.zeros(len(texts))
+
+    texts = [f"s0 a. {S} b.", f"s1 c. {S} d. {S} e."]
+    shaping = Shaping("separators", separator=S, length_penalty=0.01)
+    reward, _ = shaped_rewards(
+        shaping, texts, torch.tensor([5, 7]), torch.ones(2, dtype=torch.bool), score, Words()
+    )
+    assert all(t == "" or t.startswith(f"s{r}") for t, r in seen)
+    assert sorted(r for t, r in seen if t == "") == [0, 1]  # one empty text per sample
+    assert reward.tolist() == pytest.approx([-0.05, -0.07])  # only the length penalty
+
+
+def test_separators_pay_for_the_informative_part_first():
+    def score(texts, rows=None):
+        return torch.tensor([0.2 if "KEY" in t else 1.0 for t in texts])
+
+    texts = [f"KEY a b c {S} d e", f"a b c d {S} e KEY", "KEY a b c d e"]
+    n, done = torch.tensor([7, 7, 6]), torch.ones(3, dtype=torch.bool)
+    reward, _ = shaped_rewards(Shaping("separators", separator=S), texts, n, done, score, Words())
+    # a separator after the key pays; one before it is worth as much as none
+    assert reward[0] > reward[2]
+    assert reward[1] == pytest.approx(float(reward[2]))
+    plain, _ = shaped_rewards(Shaping(), texts, n, done, score, Words())
+    assert plain[0] == plain[1] == plain[2]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -128,6 +187,7 @@ def test_a_shaping_that_rewards_early_information_prefers_it():
         dict(weights=(0.0, 0.0, 0.0)),
         dict(k_min=0),
         dict(k_min=9, k_max=8),
+        dict(method="separators"),  # without the AV's separator
     ],
 )
 def test_bad_shapings_are_refused(kwargs):

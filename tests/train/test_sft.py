@@ -6,7 +6,10 @@ from transformers import AutoModelForCausalLM
 
 from nlakit import NLA
 from nlakit.errors import NLAKitError
+from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.models import ActivationVerbalizer
 from nlakit.store.runs import read_metrics
+from nlakit.store.tables import load_table
 from nlakit.train.sft import SFTConfig, sft
 
 FAST = dict(batch_size=4, warmup=1, eval_every=0, save_every=0, eval_rows=16, progress=False)
@@ -197,3 +200,48 @@ def test_qlora_trains_adapters_over_a_4bit_base_and_exports_full_precision(
     assert torch.allclose(exported[name], base[name] + delta, atol=1e-6)
     av = NLA.from_pretrained(av=tmp_path / "q" / "av", device="cpu").av
     assert not any(isinstance(m, Linear4bit) for m in av.model.modules())
+
+
+def test_an_av_trained_with_the_separator_writes_and_keeps_it(small_tables, tmp_path):
+    from nlakit.data.tables import separator_tables
+    from nlakit.separators import SEPARATOR, separator_of
+
+    tables = separator_tables(small_tables, tmp_path / "tables")
+    responses = load_table(tables / "av_sft.parquet", ("response",)).columns["response"]
+    assert all(SEPARATOR in r for r in responses)
+    fast = dict(batch_size=8, warmup=2, eval_every=0, save_every=0, progress=False)
+    with pytest.raises(NLAKitError, match="separator"):  # the plain tables have none
+        sft(SFTConfig(role="av", data=str(small_tables), out=str(tmp_path / "x"), steps=1,
+                      separator=True, **fast))  # fmt: skip
+    assert not (tmp_path / "x").exists()
+    sft(SFTConfig(role="av", data=str(tables), out=str(tmp_path / "av_sft"), steps=40, lr=6e-3,
+                  separator=True, **fast))  # fmt: skip
+    av = ActivationVerbalizer.from_pretrained(tmp_path / "av_sft" / "av")
+    assert separator_of(av.meta) == SEPARATOR
+    sep = av.tokenizer.convert_tokens_to_ids(SEPARATOR)
+    vectors = load_table(tables / "eval.parquet").vectors[:8]
+    samples = sample_explanations(
+        av, vectors, SamplingConfig(max_new_tokens=48), torch.Generator().manual_seed(0)
+    )
+    assert sum(sep in s.token_ids for s in samples) >= 4  # it learned to place them
+
+
+def test_ar_prefix_augmentation_trains_on_cut_explanations(small_tables, tmp_path, monkeypatch):
+    from nlakit.models import ActivationReconstructor
+
+    seen = []
+    tokenize = ActivationReconstructor.tokenize
+    monkeypatch.setattr(
+        ActivationReconstructor,
+        "tokenize",
+        lambda self, texts: seen.extend(texts) or tokenize(self, texts),
+    )
+    fast = dict(batch_size=16, warmup=0, eval_every=0, save_every=0, progress=False)
+    sft(SFTConfig(role="ar", data=str(small_tables), out=str(tmp_path / "ar"), steps=3,
+                  prefix_augment=0.5, **fast))  # fmt: skip
+    full = set(load_table(small_tables / "ar_sft.parquet", ("explanation",)).columns["explanation"])
+    cut = [t for t in seen[:48] if t not in full]
+    assert 10 <= len(cut) <= 38 and all(any(f.startswith(t) for f in full) for t in cut)
+    with pytest.raises(NLAKitError, match="AR setting"):
+        sft(SFTConfig(role="av", data=str(small_tables), out=str(tmp_path / "av"), steps=1,
+                      prefix_augment=0.5, **fast))  # fmt: skip
