@@ -11,6 +11,11 @@ from the run's warm start (its SFT pair), with the same steps, batch, group and 
                  8 16 and the whole)
     random-k     the reconstruction from one prefix per sample, K uniform on
                  `--k-min` … `--k-max` (default: up to the length cap)
+    separators   graded-prefix separators (nlakit/separators.py): the warm-start AV is
+                 first taught to write a separator after each sentence (`--separator-steps`
+                 of SFT on the run's tables so marked), then RL pays each nested prefix
+                 the AV closes with one (`nlakit rl --reward separators`), with the length
+                 method's λ; its warm start is scored too
     curriculum   the plain reward with a decreasing length penalty
                  (`--curriculum-lambdas`, default 0.04 0.02 0), the steps split over
                  the stages, each stage from the previous stage's AV; judged at its
@@ -28,6 +33,7 @@ Writes `RUN/eval/ordering/`:
 
     {method}/                  the method's RL run; a finished one (av/ and ar/ written,
                                same settings) is never trained again: resumable per method
+    separators_warm_start/     the separator tables and the AV taught to write separators
     rows_{method}.parquet      per row: doc_id, position, explanation, its 8- and 16-token
                                prefixes, the common AR's mse_nrm of each, n_tokens,
                                finished (`nlakit view RUN RUN/eval/ordering/rows_*.parquet`)
@@ -65,6 +71,7 @@ from nlakit.eval.sweep import (
     load_pair,
     parse_lambdas,
     rows_table,
+    separator_warm_start,
     sweep_cap,
     train_run,
     training_record,
@@ -73,10 +80,11 @@ from nlakit.eval.sweep import (
 from nlakit.eval.truth import claims_summary
 from nlakit.generation import prefix_texts
 from nlakit.metrics import mse_nrm
+from nlakit.separators import SEPARATOR, strip_separators
 from nlakit.toyworld.truth import FIELDS
 
 NAME = directory_of(__name__)  # RUN/eval/ordering/
-METHODS = ("plain", "length", "matryoshka", "random-k", "curriculum")
+METHODS = ("plain", "length", "matryoshka", "random-k", "separators", "curriculum")
 PREFIXES = (8, 16)  # the prefix lengths every method is judged at
 TARGET_SHARE, TARGET_TOLERANCE = 0.75, 0.03
 # RL settings a finished method must have been trained with to be reused.
@@ -97,6 +105,10 @@ class OrderingConfig(SweepConfig):
     curriculum_lambdas: str = option(
         "0.04 0.02 0", "the curriculum's length penalties, one stage each, largest first"
     )
+    separator_steps: int = option(
+        300, "the separators method: SFT steps teaching the warm-start AV separators", ge=1
+    )
+    out: str | None = option(None, "where the comparison is written (default RUN/eval/ordering)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,7 +150,20 @@ def method_fields(method: str, config: OrderingConfig, cap: int, lam: float = 0.
         fields.update(reward="matryoshka", prefix_lengths=config.prefix_lengths)
     elif method == "random-k":
         fields.update(reward="random-k", k_min=config.k_min, k_max=config.k_max or cap)
+    elif method == "separators":
+        fields.update(reward="separators", length_penalty=config.length_penalty)
     return fields
+
+
+def ordering_dir(config: OrderingConfig, paths: RunPaths) -> Path:
+    """Where the comparison is written: `--out`, else RUN/eval/ordering/."""
+    return Path(config.out) if config.out else paths.analysis_dir(NAME)
+
+
+def separator_start(config: OrderingConfig, paths: RunPaths, av: Path) -> Path:
+    """The separators method's warm-start AV (taught separators, reused when done)."""
+    out = ordering_dir(config, paths) / "separators_warm_start"
+    return separator_warm_start(config, paths, av, out, config.separator_steps)
 
 
 def train_method(
@@ -146,7 +171,9 @@ def train_method(
 ) -> list[Path]:
     """The method's RL run directories (a curriculum: one per stage, in order), each
     trained from the one before (the first from `start`) unless it finished."""
-    out = paths.analysis_dir(NAME) / method
+    out = ordering_dir(config, paths) / method
+    if method == "separators":
+        start = (separator_start(config, paths, start[0]), start[1])
     if method != "curriculum":
         fields = method_fields(method, config, cap)
         return [_train(config, paths, start, out, config.steps, cap, fields)]
@@ -257,7 +284,7 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     if config.k_max and config.k_max < config.k_min:
         raise NLAKitError(f"k_max {config.k_max} is below k_min {config.k_min}.")
     n = min(config.n_eval or len(rows), len(rows))
-    vectors, out_dir = rows.vectors[:n], paths.analysis_dir(NAME)
+    vectors, out_dir = rows.vectors[:n], ordering_dir(config, paths)
     records = rows.records() if "record" in rows.columns else None
     start_av, common_ar = load_pair(av, ar, config)
 
@@ -265,13 +292,16 @@ def ordering_sweep(config: OrderingConfig) -> dict:
         return explain_and_score(method_av, common_ar, common_ar, vectors, cap, config.seed)
 
     def evaluate(name: str, result: dict, trained=(0, 0.0)) -> dict:
-        prefixes = prefix_scores(common_ar, result["explanation"], vectors)
+        words = {**result, "explanation": [strip_separators(e) for e in result["explanation"]]}
+        prefixes = prefix_scores(common_ar, words["explanation"], vectors)
         write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, prefixes, rows, n))
-        return method_row(name, result, prefixes, rows.baseline, config.seed, records, trained)
+        row = method_row(name, words, prefixes, rows.baseline, config.seed, records, trained)
+        row["mean_separators"] = sum(e.count(SEPARATOR) for e in result["explanation"]) / n
+        return row
 
     warm = evaluate("start", explain(start_av))
     warm["method"] = "warm start (no RL)"
-    table = []
+    table, extra = [], []
     for method in tqdm(methods, desc="ordering sweep", unit="method", disable=not config.progress):
         run_dirs = train_method(config, paths, (av, ar), method, cap)
         records_of = [training_record(d) for d in run_dirs]
@@ -283,6 +313,10 @@ def ordering_sweep(config: OrderingConfig) -> dict:
             row["prefix_agreement"] = prefix_agreement(
                 common_ar.tokenizer, before["explanation"], result["explanation"]
             )["mean"]
+        if method == "separators":  # what RL started from: the AV taught separators
+            taught = explain(load_pair(separator_start(config, paths, av), ar, config)[0])
+            extra.append(evaluate("separators_start", taught))
+            extra[-1]["method"] = "separators warm start (no RL)"
         table.append(row)
     summary = {
         "run": str(paths.root),
@@ -301,11 +335,13 @@ def ordering_sweep(config: OrderingConfig) -> dict:
         "baseline_variance": rows.baseline.variance,
         "baseline_n": rows.baseline.n,
         "warm_start": warm,
+        "separators_warm_start": extra[0] if extra else None,
         "methods": table,
         "target": target(table),
         "wall_seconds": round(time.perf_counter() - started, 1),  # this call (a resume: less)
     }
-    write_analysis(out_dir, [warm, *table], summary, ordering_figure([warm, *table], n))
+    every = [warm, *extra, *table]
+    write_analysis(out_dir, every, summary, ordering_figure(every, n))
     return summary
 
 

@@ -270,6 +270,27 @@ def train_run(config, paths: RunPaths, start, out: Path, cap: int, keys=SETTINGS
     return out
 
 
+def separator_warm_start(config, paths: RunPaths, av: Path, out: Path, steps: int) -> Path:
+    """An AV that writes graded-prefix separators: `av` fine-tuned (SFT, `steps` steps)
+    on the run's tables with a separator after every sentence (`out/tables`), given the
+    separator token first; returns its directory (`out/av_sft/av`), reused when done."""
+    from nlakit.data.tables import separator_tables
+    from nlakit.train.sft import SFTConfig, sft
+
+    tables = separator_tables(paths.tables, out / "tables")
+    sft_config = SFTConfig(
+        role="av", data=str(tables), out=str(out / "av_sft"), model=str(av), steps=steps,
+        batch_size=16, lr=1e-3, warmup=min(20, steps // 10), eval_every=0, save_every=100,
+        keep_checkpoints=1, seed=config.seed, separator=True, resume=True,
+        device=config.device, dtype=config.dtype, progress=config.progress,
+    )  # fmt: skip
+    check_same_settings(out / "av_sft", sft_config, ("model", "steps", "lr", "batch_size", "seed"))
+    done = out / "av_sft" / "av"
+    if not (done / SIDECAR_NAME).is_file():
+        sft(sft_config)
+    return done
+
+
 def training_record(run_dir: Path) -> tuple[int, float]:
     """(steps, RL training seconds) of a finished λ run, from its metrics.jsonl."""
     records = read_metrics(run_dir)

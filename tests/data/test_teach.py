@@ -94,3 +94,25 @@ def test_failed_requests_exit_2_with_a_count_per_cause(capsys, acts, tmp_path, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "40 of 40 requests failed (connection failed 40)" in err
+
+
+def test_the_oracle_with_separators_writes_a_set_of_its_own(acts, tmp_path, capsys):
+    import shutil
+
+    from nlakit.separators import SEPARATOR, strip_separators
+
+    data = tmp_path / "acts"
+    shutil.copytree(acts, data, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    assert main(["teach", "--data", str(data), "--teacher", "toyworld"]) == 0
+    assert main(["teach", "--data", str(data), "--teacher", "toyworld", "--separators"]) == 0
+    plain = pq.read_table(data / "explanations" / "toyworld.parquet")["explanation"].to_pylist()
+    marked = pq.read_table(data / "explanations" / "toyworld_separators.parquet")
+    marked = marked["explanation"].to_pylist()
+    assert all(SEPARATOR in t for t in marked)  # every oracle explanation has ≥ 2 sentences
+    assert [strip_separators(t) for t in marked] == plain
+    out = str(tmp_path / "tables")
+    assert (
+        main(["build", "--data", str(data), "--teacher", "toyworld_separators", "--out", out]) == 0
+    )
+    response = pq.read_table(tmp_path / "tables" / "av_sft.parquet")["response"][0].as_py()
+    assert SEPARATOR in response

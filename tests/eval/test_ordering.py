@@ -41,6 +41,10 @@ def test_each_method_is_a_set_of_rl_fields():
     assert method_fields("plain", config, 64) == {"reward": "plain", "length_penalty": 0.0}
     assert method_fields("length", config, 64)["length_penalty"] == 0.02
     assert method_fields("matryoshka", config, 64)["prefix_lengths"] == "4 0"
+    assert method_fields("separators", config, 64) == {
+        "reward": "separators",
+        "length_penalty": 0.02,
+    }
     assert method_fields("random-k", config, 64) == {
         "reward": "random-k", "length_penalty": 0.0, "k_min": 3, "k_max": 64,
     }  # fmt: skip
@@ -113,6 +117,29 @@ def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monk
     assert agreement is None or 0 <= agreement <= 1
     with pytest.raises(NLAKitError, match="prefix_lengths: '8 16 0' then, '4 0' now"):
         ordering_sweep(_config(ordering_run, methods="matryoshka", prefix_lengths="4 0"))
+
+
+def test_the_separators_method_first_teaches_the_av_separators(ordering_run, tmp_path, monkeypatch):
+    calls = []
+    real_rl = sweep.rl_module.rl
+    monkeypatch.setattr(sweep.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    out = tmp_path / "elsewhere"
+    config = _config(ordering_run, methods="separators", separator_steps=3, out=str(out))
+    summary = ordering_sweep(config)
+    warm = out / "separators_warm_start"
+    assert [(c.reward, c.av) for c in calls] == [("separators", str(warm / "av_sft" / "av"))]
+    assert calls[0].length_penalty == config.length_penalty
+    assert (out / "summary.json").is_file() and (out / "rows_separators.parquet").is_file()
+    assert not (ordering_run / "eval" / "ordering" / "separators").exists()
+    taught = summary["separators_warm_start"]
+    assert taught["method"] == "separators warm start (no RL)" and taught["mean_separators"] >= 0
+    assert summary["methods"][0]["method"] == "separators"
+    assert summary["warm_start"]["mean_separators"] == 0  # the plain SFT AV has none
+    calls.clear()
+    assert ordering_sweep(config)["methods"] == summary["methods"]  # all reused
+    assert calls == []
+    with pytest.raises(NLAKitError, match="steps: 3 then, 4 now"):
+        ordering_sweep(dataclasses.replace(config, separator_steps=4))
 
 
 @pytest.mark.slow  # two RL runs of 200 steps on the demo run: about 9 minutes

@@ -243,3 +243,25 @@ def test_qlora_rl_runs_over_4bit_bases_and_exports_full_precision(
     for module in (nla.av.model, nla.ar.backbone):
         assert not any(isinstance(m, Linear4bit) for m in module.modules())
     assert len(nla.explain(torch.randn(2, 64), max_new_tokens=4)) == 2
+
+
+def test_rl_trains_with_the_separators_reward(small_tables, trained_pair, tmp_path):
+    from nlakit.data.tables import separator_tables
+    from nlakit.errors import NLAKitError
+    from nlakit.models import ActivationVerbalizer
+    from nlakit.separators import SEPARATOR, separator_of
+    from nlakit.train.sft import SFTConfig, sft
+
+    with pytest.raises(NLAKitError, match="no separator token"):  # the plain SFT AV
+        rl(config(small_tables, trained_pair, tmp_path / "x", steps=1, reward="separators"))
+    assert not (tmp_path / "x").exists()
+    tables = separator_tables(small_tables, tmp_path / "tables")
+    sft(SFTConfig(role="av", data=str(tables), out=str(tmp_path / "av_sft"), model=str(trained_pair[0]),
+                  steps=6, lr=3e-3, batch_size=8, warmup=0, eval_every=0, save_every=0,
+                  separator=True, progress=False))  # fmt: skip
+    pair = (tmp_path / "av_sft" / "av", trained_pair[1])
+    rl(config(tables, pair, tmp_path / "rl", steps=2, reward="separators", length_penalty=0.01))
+    assert [r["step"] for r in read_metrics(tmp_path / "rl")] == [1, 2]
+    assert (
+        separator_of(ActivationVerbalizer.from_pretrained(tmp_path / "rl" / "av").meta) == SEPARATOR
+    )
