@@ -98,7 +98,8 @@ def _cmd_sweep(args) -> None:
     config = config_from_args(config_cls, args, **given)
     summary = entry(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
-    print(f"wrote {config.run}/eval/{spec.out_dir}/ (table.csv, summary.json, plot.png)")
+    where = getattr(config, "out", None) or f"{config.run}/eval/{spec.out_dir}"
+    print(f"wrote {where}/ (table.csv, summary.json, plot.png)")
 
 
 def _cmd_report(args) -> None:

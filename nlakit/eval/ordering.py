@@ -34,6 +34,7 @@ Writes `RUN/eval/ordering/`:
     {method}/                  the method's RL run; a finished one (av/ and ar/ written,
                                same settings) is never trained again: resumable per method
     separators_warm_start/     the separator tables and the AV taught to write separators
+    prefix_ar/                 with --prefix-ar-steps: the AR trained on prefixes
     rows_{method}.parquet      per row: doc_id, position, explanation, its 8- and 16-token
                                prefixes, the common AR's mse_nrm of each, n_tokens,
                                finished (`nlakit view RUN RUN/eval/ordering/rows_*.parquet`)
@@ -62,7 +63,7 @@ from nlakit.eval.plots import figure
 from nlakit.eval.prefix import prefix_agreement
 from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import RunPaths
-from nlakit.eval.stats import fve_summary
+from nlakit.eval.stats import fve_drop, fve_summary
 from nlakit.eval.sweep import (
     SETTINGS,
     SweepConfig,
@@ -70,6 +71,7 @@ from nlakit.eval.sweep import (
     lambda_name,
     load_pair,
     parse_lambdas,
+    prefix_ar,
     rows_table,
     separator_warm_start,
     sweep_cap,
@@ -107,6 +109,13 @@ class OrderingConfig(SweepConfig):
     )
     separator_steps: int = option(
         300, "the separators method: SFT steps teaching the warm-start AV separators", ge=1
+    )
+    prefix_ar_steps: int = option(
+        0,
+        "> 0: first train the common AR on prefixes (that many SFT steps from the warm "
+        "start's AR, half the explanations cut: ORDERING/prefix_ar); it then scores every "
+        "method and is their RL scorer",
+        ge=0,
     )
     out: str | None = option(None, "where the comparison is written (default RUN/eval/ordering)")
 
@@ -245,6 +254,18 @@ def method_row(
     return row
 
 
+def paired_gain(errors: dict, plain: dict, baseline, seed: int) -> dict:
+    """Per part (whole, each prefix), the method's FVE less plain RL's on the same rows
+    and sampling seed, with its paired bootstrap 95% CI: `delta_{part}_vs_plain`."""
+    out = {}
+    for part, own in errors.items():
+        d = fve_drop(own, plain[part], baseline, seed=seed)  # plain's drop from the method's
+        out.update({f"delta_{part}_vs_plain": d["fve_drop"],
+                    f"delta_{part}_vs_plain_ci_low": d["ci_low"],
+                    f"delta_{part}_vs_plain_ci_high": d["ci_high"]})  # fmt: skip
+    return out
+
+
 def target(rows: list[dict]) -> dict:
     """Which methods keep ≥ 0.75 of their whole FVE in 16 tokens while their whole FVE
     is within 0.03 of plain RL's (None without a plain run)."""
@@ -280,6 +301,10 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     if paths.tables is None:
         raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
     av, ar = warm_start(paths, config)
+    if config.prefix_ar_steps:
+        ar = prefix_ar(
+            config, paths, ar, ordering_dir(config, paths) / "prefix_ar", config.prefix_ar_steps
+        )
     cap = sweep_cap(config, paths)
     if config.k_max and config.k_max < config.k_min:
         raise NLAKitError(f"k_max {config.k_max} is below k_min {config.k_min}.")
@@ -291,9 +316,15 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     def explain(method_av) -> dict:
         return explain_and_score(method_av, common_ar, common_ar, vectors, cap, config.seed)
 
+    errors: dict[str, dict] = {}  # per method, the common AR's per-row errors of each part
+
     def evaluate(name: str, result: dict, trained=(0, 0.0)) -> dict:
         words = {**result, "explanation": [strip_separators(e) for e in result["explanation"]]}
         prefixes = prefix_scores(common_ar, words["explanation"], vectors)
+        errors[name] = {
+            "full": result["mse_nrm_common_ar"],
+            **{f"k{k}": prefixes[k][1] for k in PREFIXES},
+        }
         write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, prefixes, rows, n))
         row = method_row(name, words, prefixes, rows.baseline, config.seed, records, trained)
         row["mean_separators"] = sum(e.count(SEPARATOR) for e in result["explanation"]) / n
@@ -318,6 +349,11 @@ def ordering_sweep(config: OrderingConfig) -> dict:
             extra.append(evaluate("separators_start", taught))
             extra[-1]["method"] = "separators warm start (no RL)"
         table.append(row)
+    if "plain" in errors:
+        named = [*(("separators_start", r) for r in extra), *zip(methods, table, strict=True)]
+        for name, row in named:
+            if name != "plain":
+                row.update(paired_gain(errors[name], errors["plain"], rows.baseline, config.seed))
     summary = {
         "run": str(paths.root),
         "av_start": str(av),

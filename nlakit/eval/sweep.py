@@ -270,25 +270,45 @@ def train_run(config, paths: RunPaths, start, out: Path, cap: int, keys=SETTINGS
     return out
 
 
+def sft_run(config, out: Path, role: str, **fields) -> Path:
+    """One SFT run of a sweep into `out` (`fields`: data, model, steps, rate …) with the
+    sweep's seed and device; returns the exported model's directory. A run that finished
+    there before with the same settings is reused; other settings are refused."""
+    from nlakit.train.sft import SFTConfig, sft
+
+    sft_config = SFTConfig(
+        role=role, out=str(out), eval_every=0, save_every=100, keep_checkpoints=1,
+        seed=config.seed, resume=True, device=config.device, dtype=config.dtype,
+        progress=config.progress, **fields,
+    )  # fmt: skip
+    check_same_settings(out, sft_config, ("data", "model", *fields))
+    done = out / role
+    if not (done / SIDECAR_NAME).is_file():
+        sft(sft_config)
+    return done
+
+
 def separator_warm_start(config, paths: RunPaths, av: Path, out: Path, steps: int) -> Path:
     """An AV that writes graded-prefix separators: `av` fine-tuned (SFT, `steps` steps)
     on the run's tables with a separator after every sentence (`out/tables`), given the
     separator token first; returns its directory (`out/av_sft/av`), reused when done."""
     from nlakit.data.tables import separator_tables
-    from nlakit.train.sft import SFTConfig, sft
 
     tables = separator_tables(paths.tables, out / "tables")
-    sft_config = SFTConfig(
-        role="av", data=str(tables), out=str(out / "av_sft"), model=str(av), steps=steps,
-        batch_size=16, lr=1e-3, warmup=min(20, steps // 10), eval_every=0, save_every=100,
-        keep_checkpoints=1, seed=config.seed, separator=True, resume=True,
-        device=config.device, dtype=config.dtype, progress=config.progress,
+    return sft_run(
+        config, out / "av_sft", "av", data=str(tables), model=str(av), steps=steps,
+        batch_size=16, lr=1e-3, warmup=min(20, steps // 10), separator=True,
     )  # fmt: skip
-    check_same_settings(out / "av_sft", sft_config, ("model", "steps", "lr", "batch_size", "seed"))
-    done = out / "av_sft" / "av"
-    if not (done / SIDECAR_NAME).is_file():
-        sft(sft_config)
-    return done
+
+
+def prefix_ar(config, paths: RunPaths, ar: Path, out: Path, steps: int) -> Path:
+    """An AR that reads prefixes: `ar` fine-tuned (SFT, `steps` steps) on the run's
+    tables with half the explanations cut to a random prefix (`--prefix-augment 0.5`);
+    returns its directory (`out/ar`), reused when done."""
+    return sft_run(
+        config, out, "ar", data=str(paths.tables), model=str(ar), steps=steps,
+        batch_size=32, lr=5e-4, warmup=min(20, steps // 10), prefix_augment=0.5,
+    )  # fmt: skip
 
 
 def training_record(run_dir: Path) -> tuple[int, float]:

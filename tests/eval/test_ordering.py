@@ -97,6 +97,13 @@ def test_ordering_sweep_writes_outputs_and_resumes_per_method(ordering_run, monk
         assert {"fve_full", "fve_k8", "fve_k16", "mean_tokens", "truth_k8", "truth_k16"} <= set(row)
         assert row["n"] == 8 and 0 <= row["truth_k8"] <= 1
     assert summary["target"]["plain_fve_full"] == summary["methods"][0]["fve_full"]
+    plain, matryoshka = summary["methods"][:2]
+    assert "delta_k16_vs_plain" not in plain
+    gain = matryoshka["fve_k16"] - plain["fve_k16"]  # the paired gain is the difference
+    assert matryoshka["delta_k16_vs_plain"] == pytest.approx(gain, abs=1e-5)
+    assert (
+        matryoshka["delta_k16_vs_plain_ci_low"] <= gain <= matryoshka["delta_k16_vs_plain_ci_high"]
+    )
     rows = pq.read_table(out / "rows_matryoshka.parquet").to_pydict()
     assert {"doc_id", "position", "explanation", "prefix_k8", "mse_nrm_k8", "mse_nrm_k16"} <= set(
         rows
@@ -142,6 +149,23 @@ def test_the_separators_method_first_teaches_the_av_separators(ordering_run, tmp
         ordering_sweep(dataclasses.replace(config, separator_steps=4))
 
 
+def test_a_prefix_trained_common_ar_scores_and_trains_every_method(
+    ordering_run, tmp_path, monkeypatch
+):
+    calls = []
+    real_rl = sweep.rl_module.rl
+    monkeypatch.setattr(sweep.rl_module, "rl", lambda c: calls.append(c) or real_rl(c))
+    out = tmp_path / "prefix"
+    summary = ordering_sweep(
+        _config(ordering_run, methods="plain", prefix_ar_steps=3, out=str(out))
+    )
+    ar = out / "prefix_ar" / "ar"
+    assert summary["common_ar"] == str(ar) and calls[0].ar == str(ar)
+    config = json.loads((out / "prefix_ar" / "config.json").read_text())
+    assert config["prefix_augment"] == 0.5 and config["steps"] == 3
+    assert config["model"] == str(ordering_run / "ar_sft" / "ar")
+
+
 @pytest.mark.slow  # two RL runs of 200 steps on the demo run: about 9 minutes
 def test_matryoshka_puts_the_token_first_at_no_cost_to_the_whole(demo_eval_run):
     config = OrderingConfig(
@@ -155,3 +179,42 @@ def test_matryoshka_puts_the_token_first_at_no_cost_to_the_whole(demo_eval_run):
     rows = pq.read_table(demo_eval_run / "eval" / "ordering" / "rows_matryoshka.parquet")
     texts = rows.column("explanation").to_pylist()
     assert sum('\n"' in t for t in texts) / len(texts) >= 0.8  # the token line opens with it
+
+
+def _demo_ordering(run, methods: str) -> dict:
+    """The ordering comparison on the demo run at its defaults (plain RL is trained once
+    and reused by every slow test below)."""
+    config = OrderingConfig(run=str(run), methods=methods, device="cpu", progress=False)
+    summary = ordering_sweep(config)
+    return {m["method"]: m for m in summary["methods"]} | {"_summary": summary}
+
+
+@pytest.mark.slow  # one RL run of 200 steps on the demo run (plain reused): about 5 minutes
+def test_random_k_orders_a_little(demo_eval_run):
+    rows = _demo_ordering(demo_eval_run, "plain random-k")
+    random_k = rows["random-k"]
+    # docs/ordering.md: +0.059 [+0.021, +0.100] from 16 tokens, −0.028 whole
+    assert random_k["delta_k16_vs_plain_ci_low"] > 0
+    assert random_k["delta_full_vs_plain"] > -0.08
+
+
+@pytest.mark.slow  # separator SFT (300 steps) and one RL run: about 6 minutes
+def test_separators_are_kept_and_the_opening_carries_more(demo_eval_run):
+    rows = _demo_ordering(demo_eval_run, "plain separators")
+    taught = rows["_summary"]["separators_warm_start"]
+    separators = rows["separators"]
+    # docs/ordering.md: 1.99 separators per explanation taught, 1.98 after RL, placed
+    # between the oracle's statements; +0.145 from 16 tokens, whole −0.022
+    assert taught["mean_separators"] >= 1.5 and separators["mean_separators"] >= 1.5
+    assert separators["delta_k16_vs_plain_ci_low"] > 0
+    assert separators["delta_full_vs_plain"] > -0.08
+
+
+@pytest.mark.slow  # three RL stages of 66 steps: about 4 minutes
+def test_curriculum_stages_do_not_extend_each_other(demo_eval_run):
+    rows = _demo_ordering(demo_eval_run, "plain curriculum")
+    curriculum = rows["curriculum"]
+    # docs/ordering.md: the last stage keeps 0.107 of the stage before as its opening,
+    # as much as independent runs share (0.05–0.06): the seeds' hypothesis fails here
+    assert curriculum["prefix_agreement"] < 0.25
+    assert curriculum["delta_k16_vs_plain_ci_low"] > 0  # +0.111 [+0.068, +0.157]
