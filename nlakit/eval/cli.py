@@ -99,6 +99,8 @@ def _cmd_sweep(args) -> None:
     summary = entry(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
     where = getattr(config, "out", None) or f"{config.run}/eval/{spec.out_dir}"
+    if getattr(config, "curriculum", False):
+        where += "/curriculum"
     print(f"wrote {where}/ (table.csv, summary.json, plot.png)")
 
 
