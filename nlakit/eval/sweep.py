@@ -70,8 +70,9 @@ from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_summary
 from nlakit.eval.truth import claims_summary
 from nlakit.generation import SamplingConfig, sample_explanations
+from nlakit.linear_ar import load_reconstructor
 from nlakit.metrics import mse_nrm
-from nlakit.models import ActivationReconstructor, ActivationVerbalizer
+from nlakit.models import ActivationVerbalizer
 from nlakit.store.names import RUN_CONFIG, SIDECAR_NAME
 from nlakit.store.runs import read_metrics, run_config
 from nlakit.train import rl as rl_module  # the sweep is RL runs: the one eval → train import
@@ -343,7 +344,7 @@ def load_pair(av_dir: Path, ar_dir: Path, config: LengthSweepConfig):
     """(AV, AR) loaded in eval mode."""
     kwargs = {"device": config.device, "dtype": config.dtype}
     av = ActivationVerbalizer.from_pretrained(av_dir, **kwargs)
-    ar = ActivationReconstructor.from_pretrained(ar_dir, **kwargs)
+    ar = load_reconstructor(ar_dir, **kwargs)  # a transformer AR, or a linear one
     return av.eval(), ar.eval()
 
 

@@ -154,6 +154,19 @@ def truncate_explanations(
     return out
 
 
+def drop_tokens(tokenizer, texts: list[str], rate: float, generator: torch.Generator) -> list[str]:
+    """Each text without separators and with each token deleted with probability `rate`
+    (at least one token kept): explanation-token dropout, a regularised AR's input."""
+    out = []
+    for text in texts:
+        ids = tokenizer(strip_separators(text), add_special_tokens=False)["input_ids"]
+        keep = torch.rand(len(ids), generator=generator) >= rate
+        if len(ids) and not keep.any():
+            keep[int(torch.randint(len(ids), (), generator=generator))] = True
+        out.append(tokenizer.decode([i for i, k in zip(ids, keep.tolist(), strict=True) if k]))
+    return out
+
+
 class BatchSampler:
     """Deterministic batches: per epoch a permutation seeded by (seed, epoch), cut into
     windows of `bucket` batches that are sorted by length, then shuffled as batches.

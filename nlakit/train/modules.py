@@ -10,6 +10,7 @@ merged, with a model card (`README.md`) holding the run's measured figures.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -21,6 +22,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from nlakit import sites
 from nlakit.card import CardFigures, write_card
+from nlakit.linear_ar import LinearAR, is_linear_ar
 from nlakit.meta import DatasetMeta, ModelMeta, read_meta, with_role
 from nlakit.models import (
     ActivationReconstructor,
@@ -91,7 +93,10 @@ def start_av(
 def start_ar(
     init: str, tables: DatasetMeta, device, dtype, load_in_4bit: bool = False
 ) -> ActivationReconstructor:
-    """An AR from an AR checkpoint, or a fresh one (blocks 0..K) from a target model."""
+    """An AR from an AR checkpoint (a linear one too), or a fresh one (blocks 0..K) from
+    a target model."""
+    if is_linear_ar(init):
+        return LinearAR.from_pretrained(init)
     if is_nla_checkpoint(init, "ar"):
         return ActivationReconstructor.from_pretrained(
             init, device=device, dtype=dtype, load_in_4bit=load_in_4bit
@@ -179,7 +184,10 @@ def for_export(
 
 
 def blocks_of(module: ActivationVerbalizer | ActivationReconstructor) -> torch.nn.ModuleList:
-    """The decoder blocks of an AV or AR (the units FSDP shards one at a time)."""
+    """The decoder blocks of an AV or AR (the units FSDP shards one at a time; a linear
+    AR has none)."""
+    if isinstance(module, LinearAR):
+        return torch.nn.ModuleList()
     return sites.blocks(
         module.model if isinstance(module, ActivationVerbalizer) else module.backbone
     )
@@ -210,7 +218,7 @@ def add_lora_av(av: ActivationVerbalizer, settings: LoraSettings) -> None:
 
 def add_lora_ar(ar: ActivationReconstructor, settings: LoraSettings) -> None:
     """Adapters on the AR's backbone; the value head stays fully trainable."""
-    if settings.rank > 0:
+    if settings.rank > 0 and not isinstance(ar, LinearAR):
         from peft import get_peft_model
 
         ar.backbone = get_peft_model(ar.backbone, _lora_config(settings))
@@ -273,7 +281,9 @@ def export_ar(
     ar: ActivationReconstructor, out: str | os.PathLike, figures: CardFigures | None = None
 ) -> Path:
     """The AR in the released layout (adapters merged into a copy) with its model card
-    (figures as in `export_av`)."""
+    (figures as in `export_av`); a linear AR in its own layout."""
+    if isinstance(ar, LinearAR):
+        return ar.save_pretrained(out)
     backbone = ar.backbone
     if has_adapters(backbone):
         backbone = copy.deepcopy(backbone).merge_and_unload()
@@ -282,6 +292,27 @@ def export_ar(
     path = exported.save_pretrained(out)
     write_card(path, ar.meta, figures if figures is not None else run_figures(path.parent, "ar"))
     return path
+
+
+@contextlib.contextmanager
+def embedding_noise(decoder: torch.nn.Module, sigma: float, generator: torch.Generator):
+    """Within the block, `decoder`'s input embeddings get Gaussian noise of standard
+    deviation `sigma` × their root mean square (drawn on the CPU from `generator`, so a
+    resumed run draws the same); nothing when `sigma` is 0."""
+    if not sigma:
+        yield
+        return
+
+    def add_noise(module, args, output):
+        rms = output.detach().float().pow(2).mean().sqrt()
+        noise = torch.randn(output.shape, generator=generator).to(output.device, output.dtype)
+        return output + noise * (sigma * rms).to(output.dtype)
+
+    handle = sites.embedding(decoder).register_forward_hook(add_noise)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:

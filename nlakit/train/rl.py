@@ -41,6 +41,7 @@ from nlakit.config import ConfigError, option
 from nlakit.engines import engine_problem, release_vllm
 from nlakit.errors import NLAKitError
 from nlakit.generation import SnapshotSampling, sample_explanations
+from nlakit.linear_ar import is_linear_ar
 from nlakit.meta import check_pair, read_meta
 from nlakit.metrics import FVEBaseline, fve, mse_nrm
 from nlakit.models import ActivationVerbalizer, check_role_at
@@ -209,6 +210,12 @@ def rl(config: RLConfig) -> dict:
         raise NLAKitError(f"lr: expected ≥ 0 (0 = scaled to the model's width), got {config.lr}.")
     check_role_at(config.av, "av")
     check_role_at(config.ar, "ar")
+    if is_linear_ar(config.ar) and not config.freeze_ar:
+        raise NLAKitError(
+            f"{config.ar}: a linear AR is fitted in closed form, not co-trained; keep it "
+            "frozen (--freeze-ar true), or refit it on new explanations with `nlakit sft ar "
+            "--reconstructor linear`."
+        )
     if config.reward == "separators" and separator_of(read_meta(config.av)) is None:
         raise NLAKitError(
             f"{config.av}: this AV has no separator token (its {SIDECAR_NAME} records none), "

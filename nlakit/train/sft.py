@@ -34,6 +34,7 @@ from nlakit.train import modules as M
 from nlakit.train.config import TrainingConfig
 from nlakit.train.data import (
     BatchSampler,
+    drop_tokens,
     pad_responses,
     response_ids,
     response_logprobs,
@@ -88,6 +89,23 @@ class SFTConfig(TrainingConfig):
         ge=0,
         le=1,
     )
+    reconstructor: str = option(
+        "transformer",
+        "AR: transformer (blocks 0..K and a value head), or linear (n-gram frequencies times "
+        "a matrix, fitted in closed form: nlakit/linear_ar.py)",
+        choices=("transformer", "linear"),
+    )
+    ngram: int = option(2, "linear AR: the longest n-gram, in tokens", ge=1)
+    max_features: int = option(4096, "linear AR: the most frequent n-grams it reads", ge=1)
+    token_dropout: float = option(
+        0.0, "AR: the share of explanation tokens deleted at random in training", ge=0, lt=1
+    )
+    input_noise: float = option(
+        0.0,
+        "AR: Gaussian noise added to the input embeddings in training, its σ as a share of "
+        "their root mean square",
+        ge=0,
+    )
 
 
 def _check(config: SFTConfig) -> None:
@@ -95,8 +113,14 @@ def _check(config: SFTConfig) -> None:
         raise NLAKitError(f"sft role must be 'av' or 'ar', got {config.role!r}")
     if config.separator and config.role != "av":
         raise NLAKitError("--separator is an AV setting (the AR strips separators); drop it.")
-    if config.prefix_augment and config.role != "ar":
-        raise NLAKitError("--prefix-augment is an AR setting; drop it for `nlakit sft av`.")
+    ar_only = [f for f in ("prefix_augment", "token_dropout", "input_noise") if getattr(config, f)]
+    if config.reconstructor != "transformer":
+        ar_only.append("reconstructor")
+    if ar_only and config.role != "ar":
+        names = ", ".join("--" + f.replace("_", "-") for f in ar_only)
+        raise NLAKitError(
+            f"{names}: AR settings (a regularised AR); drop them for `nlakit sft av`."
+        )
     if config.batch_size < 1 or config.grad_accum < 1 or config.steps < 1:
         raise NLAKitError("steps, batch_size and grad_accum must be ≥ 1")
 
@@ -130,13 +154,16 @@ class _Task:
             )
             return -(logp * mask.to(logp.device)).sum()
         texts = [self.texts[i] for i in rows]
-        if self.config.prefix_augment:  # a draw per step, the same after a resume
-            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-            texts = truncate_explanations(
-                self.model.tokenizer, texts, self.config.prefix_augment, generator
-            )
+        c = self.config
+        # one draw per (step, micro-batch), the same after a resume
+        generator = torch.Generator().manual_seed((c.seed * 1_000_003 + step) * 7919 + rows[0])
+        if c.prefix_augment:
+            texts = truncate_explanations(self.model.tokenizer, texts, c.prefix_augment, generator)
+        if c.token_dropout:
+            texts = drop_tokens(self.model.tokenizer, texts, c.token_dropout, generator)
         enc = self.model.tokenize(texts)
-        pred = self.forward(**enc)
+        with M.embedding_noise(self.model.backbone, c.input_noise, generator):
+            pred = self.forward(**enc)
         scale = self.model.meta.mse_scale_value
         return ar_loss(pred, vectors.to(pred.device), scale) * len(rows)
 
@@ -174,6 +201,10 @@ def sft(config: SFTConfig) -> dict:
         path = Path(config.data) / table_file("av_sft")
         check_separators(load_table(path, ("response",)).columns["response"], path)
     latest = prepare_run(config)  # before anything is written
+    if config.reconstructor == "linear":
+        from nlakit.train.linear import fit_linear_run
+
+        return fit_linear_run(config)
     ctx = init_distributed(config.device)
     with run_lock(config.out, ctx.main):
         return _sft(config, ctx, latest)

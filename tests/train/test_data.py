@@ -6,6 +6,7 @@ from nlakit.train import modules as M
 from nlakit.train.data import (
     BatchSampler,
     _templated_response,
+    drop_tokens,
     pack_rows,
     pad_responses,
     response_ids,
@@ -118,3 +119,20 @@ def test_truncation_cuts_a_share_of_explanations_to_a_random_prefix():
     assert truncate_explanations(Words(), texts[:5], 0.0, torch.Generator()) == [
         t.replace(SEPARATOR, "") for t in texts[:5]
     ]
+
+
+def test_token_dropout_deletes_a_share_of_tokens_and_keeps_the_order():
+    from conftest import Words
+
+    from nlakit.separators import SEPARATOR
+
+    words = [f"w{i}" for i in range(20)]
+    texts = [" ".join(words).replace("w9", f"w9{SEPARATOR}")] * 500
+    out = drop_tokens(Words(), texts, 0.25, torch.Generator().manual_seed(0))
+    kept = [t.split() for t in out]
+    share = sum(len(k) for k in kept) / (20 * 500)
+    assert abs(share - 0.75) < 0.02
+    assert all(k == sorted(k, key=lambda w: int(w[1:])) for k in kept)  # order kept
+    assert all(SEPARATOR not in t for t in out)
+    assert drop_tokens(Words(), ["a b"], 0.999, torch.Generator().manual_seed(1))[0] in ("a", "b")
+    assert drop_tokens(Words(), ["a b c"], 0.0, torch.Generator()) == ["a b c"]

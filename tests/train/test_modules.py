@@ -1,7 +1,10 @@
 import math
 
 import pytest
+import torch
 
+from nlakit import sites
+from nlakit.train import modules as M
 from nlakit.train.modules import lr_factor, width_scaled_lr
 
 
@@ -17,3 +20,28 @@ def test_lr_factor_warms_up_linearly_then_decays_by_progress():
 def test_the_default_rl_rate_shrinks_with_width():
     assert width_scaled_lr(128) == pytest.approx(3e-4)
     assert width_scaled_lr(4096) == pytest.approx(9.375e-6)
+
+
+def test_embedding_noise_perturbs_the_inputs_only_inside_the_block(tiny_dirs):
+    from nlakit.models import ActivationReconstructor
+
+    ar = ActivationReconstructor.from_pretrained(tiny_dirs["ar"]).eval()
+    enc = ar.tokenize(["a short explanation", "another one"])
+    with torch.no_grad():
+        clean = ar(**enc)
+        with M.embedding_noise(ar.backbone, 0.0, torch.Generator()):
+            assert torch.equal(ar(**enc), clean)  # σ = 0: nothing
+        with M.embedding_noise(ar.backbone, 0.5, torch.Generator().manual_seed(0)):
+            noisy = ar(**enc)
+        with M.embedding_noise(ar.backbone, 0.5, torch.Generator().manual_seed(0)):
+            again = ar(**enc)
+        assert not torch.allclose(noisy, clean) and torch.equal(noisy, again)
+        assert torch.equal(ar(**enc), clean)  # the hook is gone
+
+    emb = sites.embedding(ar.backbone)
+    ids = enc["input_ids"].repeat(50, 1)
+    with torch.no_grad(), M.embedding_noise(ar.backbone, 0.1, torch.Generator().manual_seed(0)):
+        noisy = emb(ids)
+    clean = emb(ids).detach()
+    ratio = (noisy - clean).pow(2).mean().sqrt() / clean.pow(2).mean().sqrt()
+    assert abs(float(ratio) - 0.1) < 0.005  # σ is a share of the embeddings' RMS

@@ -242,6 +242,22 @@ def test_ar_prefix_augmentation_trains_on_cut_explanations(small_tables, tmp_pat
     full = set(load_table(small_tables / "ar_sft.parquet", ("explanation",)).columns["explanation"])
     cut = [t for t in seen[:48] if t not in full]
     assert 10 <= len(cut) <= 38 and all(any(f.startswith(t) for f in full) for t in cut)
-    with pytest.raises(NLAKitError, match="AR setting"):
+    with pytest.raises(NLAKitError, match="AR settings"):
         sft(SFTConfig(role="av", data=str(small_tables), out=str(tmp_path / "av"), steps=1,
                       prefix_augment=0.5, **fast))  # fmt: skip
+
+
+def test_a_regularised_ar_trains_with_token_dropout_and_input_noise(small_tables, tmp_path):
+    fast = dict(batch_size=16, warmup=0, eval_every=0, save_every=0, progress=False)
+    plain = sft(
+        SFTConfig(role="ar", data=str(small_tables), out=str(tmp_path / "a"), steps=4, **fast)
+    )
+    regular = sft(SFTConfig(role="ar", data=str(small_tables), out=str(tmp_path / "b"), steps=4,
+                            token_dropout=0.2, input_noise=0.1, **fast))  # fmt: skip
+    assert plain["eval_loss"] != regular["eval_loss"]  # the same rows, other inputs
+    logged = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert logged["token_dropout"] == 0.2 and logged["input_noise"] == 0.1
+    with pytest.raises(NLAKitError, match="--token-dropout, --input-noise: AR settings"):
+        sft(SFTConfig(role="av", data=str(small_tables), out=str(tmp_path / "c"), steps=1,
+                      token_dropout=0.2, input_noise=0.1, **fast))  # fmt: skip
+    assert not (tmp_path / "c").exists()
