@@ -40,7 +40,10 @@ Writes `RUN/eval/ordering/`:
                                finished (`nlakit view RUN RUN/eval/ordering/rows_*.parquet`)
     table.csv, summary.json    one row per method (and the warm start): `fve_full`,
                                `fve_k8`, `fve_k16` (with CIs), `share_k16`, `mean_tokens`,
-                               `truth_k8`, `truth_k16`, `truth_full`, RL steps and seconds
+                               `mean_separators`, `truth_k8`, `truth_k16`, `truth_full`,
+                               RL steps and seconds, and against plain RL the paired
+                               `delta_{full,k8,k16}_vs_plain` (with CIs); the separators
+                               warm start in `separators_warm_start`
     plot.png                   FVE against the tokens read, one line per method
 """
 
