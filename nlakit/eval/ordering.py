@@ -45,6 +45,15 @@ Writes `RUN/eval/ordering/`:
                                `delta_{full,k8,k16}_vs_plain` (with CIs); the separators
                                warm start in `separators_warm_start`
     plot.png                   FVE against the tokens read, one line per method
+
+Prefixes and truth are read from the words alone (separators stripped, as the AR reads
+them); `mean_tokens` counts the separators the AV wrote.
+
+`--prefix-ar-steps N` first trains the common AR to read prefixes (N SFT steps from the
+warm start's AR with half the explanations cut to a random prefix: `nlakit sft ar
+--prefix-augment 0.5`); that AR then scores every method and is their RL scorer.
+`--ar` takes any other AR the same way (a linear one too). `--out` writes such a
+comparison elsewhere.
 """
 
 from __future__ import annotations
