@@ -52,8 +52,8 @@ them); `mean_tokens` counts the separators the AV wrote.
 `--prefix-ar-steps N` first trains the common AR to read prefixes (N SFT steps from the
 warm start's AR with half the explanations cut to a random prefix: `nlakit sft ar
 --prefix-augment 0.5`); that AR then scores every method and is their RL scorer.
-`--ar` takes any other AR the same way (a linear one too). `--out` writes such a
-comparison elsewhere.
+`--ar` takes any other AR the same way (a linear one too), and `--judge` another AR to
+judge with than the one RL is scored by. `--out` writes such a comparison elsewhere.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ from nlakit.eval.sweep import (
 )
 from nlakit.eval.truth import claims_summary
 from nlakit.generation import prefix_texts
+from nlakit.linear_ar import load_reconstructor
 from nlakit.metrics import mse_nrm
 from nlakit.separators import SEPARATOR, strip_separators
 from nlakit.toyworld.truth import FIELDS
@@ -128,6 +129,11 @@ class OrderingConfig(SweepConfig):
         "start's AR, half the explanations cut: ORDERING/prefix_ar); it then scores every "
         "method and is their RL scorer",
         ge=0,
+    )
+    judge: str | None = option(
+        None,
+        "the AR that judges every method (default: the RL scorer, --ar or the warm start's); "
+        "a judge other than the scorer shows what RL learned beyond pleasing its own reader",
     )
     out: str | None = option(None, "where the comparison is written (default RUN/eval/ordering)")
 
@@ -324,6 +330,8 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     vectors, out_dir = rows.vectors[:n], ordering_dir(config, paths)
     records = rows.records() if "record" in rows.columns else None
     start_av, common_ar = load_pair(av, ar, config)
+    if config.judge:  # another AR judges than the one RL is scored by
+        common_ar = load_reconstructor(config.judge, device=config.device, dtype=config.dtype)
 
     def explain(method_av) -> dict:
         return explain_and_score(method_av, common_ar, common_ar, vectors, cap, config.seed)
@@ -369,7 +377,8 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     summary = {
         "run": str(paths.root),
         "av_start": str(av),
-        "common_ar": str(ar),
+        "common_ar": config.judge or str(ar),
+        "rl_scorer": str(ar),
         "steps": config.steps,
         "batch_size": config.batch_size,
         "group_size": config.group_size,

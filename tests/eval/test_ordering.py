@@ -161,9 +161,17 @@ def test_a_prefix_trained_common_ar_scores_and_trains_every_method(
     )
     ar = out / "prefix_ar" / "ar"
     assert summary["common_ar"] == str(ar) and calls[0].ar == str(ar)
+    assert summary["rl_scorer"] == str(ar)
     config = json.loads((out / "prefix_ar" / "config.json").read_text())
     assert config["prefix_augment"] == 0.5 and config["steps"] == 3
     assert config["model"] == str(ordering_run / "ar_sft" / "ar")
+    calls.clear()  # the same RL runs, judged by the warm start's AR instead
+    judged = ordering_sweep(
+        _config(ordering_run, methods="plain", prefix_ar_steps=3, out=str(out),
+                judge=str(ordering_run / "ar_sft" / "ar"))
+    )  # fmt: skip
+    assert calls == [] and judged["common_ar"] == str(ordering_run / "ar_sft" / "ar")
+    assert judged["methods"][0]["fve_full"] != summary["methods"][0]["fve_full"]
 
 
 @pytest.mark.slow  # two RL runs of 200 steps on the demo run: about 9 minutes
