@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from nlakit.errors import CheckpointError
+from nlakit.errors import CheckpointError, NLAKitError
 from nlakit.meta import ModelMeta, read_meta, write_meta
 from nlakit.metrics import mse_nrm, normalize
 from nlakit.separators import strip_separators
@@ -191,7 +191,7 @@ def is_linear_ar(path: str | os.PathLike) -> bool:
     """Whether `path` holds a linear AR (its sidecar says so)."""
     try:
         meta = read_meta(path)
-    except Exception:
+    except NLAKitError:  # no sidecar, or an unreadable one: not a linear AR
         return False
     record = meta.extra.get(META_KEY) if isinstance(meta, ModelMeta) else None
     return isinstance(record, dict) and record.get("kind") == KIND

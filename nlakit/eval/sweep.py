@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from nlakit.atomic import write_parquet
 from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, ConfigError, option
+from nlakit.data.tables import separator_tables
 from nlakit.errors import NLAKitError
 from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
@@ -75,7 +76,8 @@ from nlakit.metrics import mse_nrm
 from nlakit.models import ActivationVerbalizer
 from nlakit.store.names import RUN_CONFIG, SIDECAR_NAME
 from nlakit.store.runs import read_metrics, run_config
-from nlakit.train import rl as rl_module  # the sweep is RL runs: the one eval → train import
+from nlakit.train import rl as rl_module  # the sweeps train: the one eval → train import
+from nlakit.train import sft as sft_module
 
 NAME = directory_of(__name__)  # RUN/eval/length_sweep/
 BUDGETS = ("equal-steps", "equal-time")
@@ -275,9 +277,7 @@ def sft_run(config, out: Path, role: str, **fields) -> Path:
     """One SFT run of a sweep into `out` (`fields`: data, model, steps, rate …) with the
     sweep's seed and device; returns the exported model's directory. A run that finished
     there before with the same settings is reused; other settings are refused."""
-    from nlakit.train.sft import SFTConfig, sft
-
-    sft_config = SFTConfig(
+    sft_config = sft_module.SFTConfig(
         role=role, out=str(out), eval_every=0, save_every=100, keep_checkpoints=1,
         seed=config.seed, resume=True, device=config.device, dtype=config.dtype,
         progress=config.progress, **fields,
@@ -285,7 +285,7 @@ def sft_run(config, out: Path, role: str, **fields) -> Path:
     check_same_settings(out, sft_config, ("data", "model", *fields))
     done = out / role
     if not (done / SIDECAR_NAME).is_file():
-        sft(sft_config)
+        sft_module.sft(sft_config)
     return done
 
 
@@ -293,8 +293,6 @@ def separator_warm_start(config, paths: RunPaths, av: Path, out: Path, steps: in
     """An AV that writes graded-prefix separators: `av` fine-tuned (SFT, `steps` steps)
     on the run's tables with a separator after every sentence (`out/tables`), given the
     separator token first; returns its directory (`out/av_sft/av`), reused when done."""
-    from nlakit.data.tables import separator_tables
-
     tables = separator_tables(paths.tables, out / "tables")
     return sft_run(
         config, out / "av_sft", "av", data=str(tables), model=str(av), steps=steps,
