@@ -26,215 +26,28 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nlakit import sites
-from nlakit.errors import CheckpointError, MetaError, NLAKitError, field_error, require
+from nlakit.errors import CheckpointError, MetaError, field_error
 from nlakit.injection import build_inputs_embeds
-from nlakit.meta import (
-    ModelMeta,
-    new_meta,
-    read_meta,
-    render_av_prompt_ids,
-    upgrade_suffix,
-    validate,
-    with_role,
-    write_meta,
+
+# The loading helpers live in `nlakit.loading`; they are re-exported here, where the
+# package's modules and users have always imported them from.
+from nlakit.loading import (  # noqa: F401
+    base_meta,
+    check_contract,
+    check_role,
+    check_role_at,
+    four_bit,
+    load_causal_lm,
+    load_tokenizer,
+    local_dir,
+    read_model_meta,
+    resolve_device,
+    resolve_dtype,
 )
+from nlakit.meta import ModelMeta, render_av_prompt_ids, write_meta
 from nlakit.separators import strip_separators
-from nlakit.store.names import MODEL_CONFIG, SIDECAR_NAME, VALUE_HEAD_FILE
+from nlakit.store.names import VALUE_HEAD_FILE
 from nlakit.store.readers import read_safetensors
-
-# transformers' Auto classes and huggingface_hub are imported where a model is loaded
-# or saved: they add seconds to `import nlakit.models`, which many modules need for its
-# types and helpers alone (the analyses that read tables, the sidecar tools).
-_DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
-
-
-# --------------------------------------------------------------------------- loading helpers
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`None` means CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(device, torch.device):
-        return device
-    from nlakit.config import device_problem
-
-    problem = device_problem(device)
-    if problem is not None:
-        raise NLAKitError(f"--device {problem}.")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`None` means bf16 on GPU and fp32 on CPU."""
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
-    return _DTYPES[dtype]
-
-
-def local_dir(path_or_id: str | os.PathLike) -> Path:
-    """A local directory for `path_or_id`: itself, or a Hub snapshot of that repo id.
-    Checks that it holds a `config.json`."""
-    path = Path(path_or_id)
-    if path.is_dir():
-        if not (path / MODEL_CONFIG).is_file():
-            raise CheckpointError(
-                f"{path}: no {MODEL_CONFIG}; this is not a Hugging Face model directory."
-            )
-        return path
-    if path.exists() or str(path_or_id).count("/") != 1:
-        raise CheckpointError(
-            f"{path_or_id}: not a checkpoint directory (and not a Hub id of the form owner/name)."
-        )
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(path_or_id)))
-    except Exception as exc:  # offline, gated, or missing repo: say which
-        raise CheckpointError(
-            f"{path_or_id}: not a local directory, and fetching it from the Hugging Face Hub "
-            f"failed ({type(exc).__name__}: {exc}). Check the id, your network and HF_TOKEN, or "
-            "download the checkpoint and pass its directory."
-        ) from None
-
-
-def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
-    """The tokenizer saved with a checkpoint; pads with EOS when it has no pad token."""
-    from transformers import AutoTokenizer
-
-    if not Path(path).is_dir() and str(path).count("/") != 1:
-        raise CheckpointError(
-            f"{path}: no such tokenizer directory (and not a Hub id of the form owner/name)."
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path}: no tokenizer could be loaded from it ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}); pass a model directory or Hub id that has one."
-        ) from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _read_model_meta(path: Path, role: str) -> ModelMeta:
-    meta = read_meta(path)
-    if not isinstance(meta, ModelMeta):
-        raise field_error(MetaError, meta.source, "kind", "nla_model", "nla_dataset")
-    check_role(meta, role)
-    return meta
-
-
-ROLE_NAMES = {"av": "verbalizer (AV)", "ar": "reconstructor (AR)"}
-
-
-def check_role(meta: ModelMeta, role: str) -> None:
-    """A sidecar of the `role` expected (`av` or `ar`); a mix-up names both options."""
-    if meta.role != role:
-        raise field_error(
-            MetaError,
-            meta.source,
-            "role",
-            f"{role!r} (a {ROLE_NAMES[role]}, for --{role})",
-            repr(meta.role),
-            f"This directory holds the {ROLE_NAMES[meta.role]}: pass it as --{meta.role}.",
-        )
-
-
-def _check_contract(model: nn.Module, tokenizer: Any, meta: ModelMeta, template: str) -> None:
-    """The sidecar fits the model's width and the tokenizer, and has the needed template."""
-    d = sites.hidden_size(model)
-    if d != meta.d_model:
-        raise field_error(
-            MetaError,
-            meta.source,
-            "d_model",
-            f"{d} (the model's hidden size)",
-            meta.d_model,
-            "The sidecar belongs to another model.",
-        )
-    upgrade_suffix(meta, tokenizer)
-    validate(meta, tokenizer)
-    if getattr(meta, f"{template}_template") is None:
-        raise field_error(
-            MetaError, meta.source, f"prompt_templates.{template}", "a template", "nothing"
-        )
-
-
-def _base_meta(
-    model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None, role: str
-) -> ModelMeta:
-    """The sidecar for a model made from a base model at block `layer`: a fresh one
-    unless given, and then it must agree on the layer."""
-    sites.check_layer(model, layer)
-    if meta is None:
-        name = getattr(sites.unwrap(model), "name_or_path", None)
-        meta = new_meta(tokenizer, layer, sites.hidden_size(model), base_model=name or None)
-    elif meta.layer not in (None, layer):
-        raise field_error(
-            MetaError,
-            meta.source,
-            "extraction.layer_index",
-            layer,
-            meta.layer,
-            "The sidecar was made for another layer.",
-        )
-    meta = with_role(meta, role)
-    meta.layer_index = layer
-    if role == "ar":
-        meta.ar_num_hidden_layers = layer
-    return meta
-
-
-def four_bit(dtype: torch.dtype):
-    """QLoRA's quantization of a frozen base: NF4 weights, double-quantized constants,
-    matmuls in `dtype` (a `transformers` `BitsAndBytesConfig`; needs bitsandbytes)."""
-    from transformers import BitsAndBytesConfig
-
-    require("bitsandbytes", "qlora", "4-bit loading (--load-in-4bit)")
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=dtype,
-    )
-
-
-def load_causal_lm(
-    path_or_id: str | os.PathLike,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    trust_remote_code: bool = False,
-    load_in_4bit: bool = False,
-):
-    """A causal LM and its tokenizer (local directory or Hub id), in eval mode;
-    `load_in_4bit`: its linear layers quantized to NF4 (`four_bit`)."""
-    from transformers import AutoModelForCausalLM
-
-    path = local_dir(path_or_id)
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path),
-        dtype=torch_dtype,
-        device_map=str(dev),
-        trust_remote_code=trust_remote_code,
-        quantization_config=four_bit(torch_dtype) if load_in_4bit else None,
-    )
-    return model.eval(), load_tokenizer(path, trust_remote_code)
-
 
 # --------------------------------------------------------------------------- AV
 
@@ -244,7 +57,7 @@ class ActivationVerbalizer(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer: Any, meta: ModelMeta):
         super().__init__()
-        _check_contract(model, tokenizer, meta, "av")
+        check_contract(model, tokenizer, meta, "av")
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
@@ -257,7 +70,7 @@ class ActivationVerbalizer(nn.Module):
         cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
     ) -> ActivationVerbalizer:
         """Wrap a loaded base model (used as is, not copied) as a fresh AV for layer K."""
-        return cls(model, tokenizer, _base_meta(model, tokenizer, layer, meta, "av"))
+        return cls(model, tokenizer, base_meta(model, tokenizer, layer, meta, "av"))
 
     @classmethod
     def from_pretrained(
@@ -271,7 +84,7 @@ class ActivationVerbalizer(nn.Module):
         """Load an AV checkpoint (local directory or Hub id) and check its sidecar
         (`load_in_4bit`: the decoder's linear layers in NF4, for QLoRA)."""
         path = local_dir(path_or_id)
-        meta = _read_model_meta(path, "av")
+        meta = read_model_meta(path, "av")
         model, tokenizer = load_causal_lm(path, device, dtype, trust_remote_code, load_in_4bit)
         return cls(model, tokenizer, meta)
 
@@ -383,7 +196,7 @@ class ActivationReconstructor(nn.Module):
         final_norm_state: dict[str, torch.Tensor] | None = None,
     ):
         super().__init__()
-        _check_contract(backbone, tokenizer, meta, "ar")
+        check_contract(backbone, tokenizer, meta, "ar")
         self.backbone = backbone
         self.value_head = value_head
         self.tokenizer = tokenizer
@@ -412,7 +225,7 @@ class ActivationReconstructor(nn.Module):
         cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
     ) -> ActivationReconstructor:
         """A fresh AR from a loaded base model: copies blocks 0..K (never those above)."""
-        meta = _base_meta(model, tokenizer, layer, meta, "ar")
+        meta = base_meta(model, tokenizer, layer, meta, "ar")
         dec = sites.decoder(model)
         later = sites.blocks(model)[layer + 1 :]
         memo = {id(block): nn.Identity() for block in later}  # deepcopy skips them
@@ -441,7 +254,7 @@ class ActivationReconstructor(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         path = local_dir(path_or_id)
-        meta = _read_model_meta(path, "ar")
+        meta = read_model_meta(path, "ar")
         head_file = path / VALUE_HEAD_FILE
         if not head_file.is_file():
             raise CheckpointError(
@@ -575,10 +388,3 @@ class ActivationReconstructor(nn.Module):
             enc = self.tokenize([explanations[i] for i in rows])
             out[rows] = self(**enc).float().cpu()
         return out
-
-
-def check_role_at(path: str | os.PathLike, role: str) -> None:
-    """When `path` is a local directory with a sidecar, it must be of `role` (checked
-    before any weights load; a base model or a Hub id passes, and is read later)."""
-    if (Path(path) / SIDECAR_NAME).is_file():
-        _read_model_meta(Path(path), role)

@@ -107,7 +107,7 @@ def test_training_fields_are_defined_once():
 
 
 def test_dtype_names_match_the_loader():
-    from nlakit.models import _DTYPES
+    from nlakit.loading import _DTYPES
 
     assert set(DTYPES) == set(_DTYPES)
 
