@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from nlakit.atomic import write_text
+from nlakit.injection_layout import describe, parse_layout
 from nlakit.meta import SQRT_D, ModelMeta, hook_name
 
 CARD_NAME = "README.md"
@@ -105,6 +106,8 @@ def _facts(meta: ModelMeta) -> str:
         rows.append(
             ("layout", "blocks 0..K of the base model, final norm off, `value_head` Linear(d, d)")
         )
+    elif not (layout := parse_layout(meta)).single:
+        rows.append(("injection", f"{describe(layout)} (`injection:` in `nla_meta.yaml`)"))
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

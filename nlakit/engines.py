@@ -104,7 +104,7 @@ def marker_embeds(
     if marker == "own":
         return embeds
     if marker == "zero":
-        at_marker = marker_mask(input_ids, av.meta.tokens).to(embeds.device)
+        at_marker = marker_mask(input_ids, av.meta.tokens, av.layout.tokens).to(embeds.device)
         return embeds.masked_fill(at_marker.unsqueeze(-1), 0.0)
     raise ValueError(f"marker must be one of {MARKER_MODES}, got {marker!r}")
 

@@ -7,6 +7,12 @@ rescaled, in fp32, to L2 norm `injection_scale`. Everything else is the model's 
 embedding, built by the model's own embedding module (so Gemma's √d factor is
 applied as in its forward pass).
 
+An AV with a multi-token layout (`nlakit.injection_layout`: k markers, `repeat` or
+`split`) has a run of exactly k markers there instead, the first after the left
+neighbour and the last before the right one; each position gets its own vector
+(`marker_vectors`). The functions take the layout as an argument (default: one
+marker), so the single-marker path is unchanged.
+
 No hooks and no module-level state: the result is an ordinary tensor passed as
 `inputs_embeds`, so it behaves the same under batching, left or right padding,
 gradient checkpointing and generation.
@@ -27,6 +33,7 @@ from torch import nn
 
 from nlakit import sites
 from nlakit.errors import InjectionError
+from nlakit.injection_layout import SINGLE, InjectionLayout, split_parts
 from nlakit.meta import Meta, ModelMeta, TokenMeta, resolve_scale
 
 
@@ -69,31 +76,61 @@ def rescale(vectors: torch.Tensor, scale: float | None) -> torch.Tensor:
     return v * (scale / v.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
-def marker_mask(input_ids: torch.Tensor, tokens: TokenMeta) -> torch.Tensor:
-    """Boolean `[batch, seq]`: true where the marker sits between its recorded neighbours."""
-    is_marker = input_ids == tokens.injection_token_id
-    left_ok = torch.zeros_like(is_marker)
-    right_ok = torch.zeros_like(is_marker)
-    left_ok[:, 1:] = input_ids[:, :-1] == tokens.injection_left_neighbor_id
-    right_ok[:, :-1] = input_ids[:, 1:] == tokens.injection_right_neighbor_id
-    return is_marker & left_ok & right_ok
+def run_starts(input_ids: torch.Tensor, tokens: TokenMeta, k: int = 1) -> torch.Tensor:
+    """Boolean `[batch, seq]`: true where a run of exactly `k` markers starts right after
+    the recorded left neighbour and ends right before the recorded right neighbour."""
+    batch, seq = input_ids.shape
+    starts = torch.zeros((batch, seq), dtype=torch.bool, device=input_ids.device)
+    if seq < k + 2:
+        return starts
+    # a run starting at p (1 ≤ p ≤ seq - k - 1): left at p - 1, markers p … p + k - 1, right at p + k
+    ok = (input_ids[:, : seq - k - 1] == tokens.injection_left_neighbor_id) & (
+        input_ids[:, k + 1 :] == tokens.injection_right_neighbor_id
+    )
+    for i in range(k):
+        ok &= input_ids[:, 1 + i : seq - k + i] == tokens.injection_token_id
+    starts[:, 1 : seq - k] = ok
+    return starts
+
+
+def marker_mask(input_ids: torch.Tensor, tokens: TokenMeta, k: int = 1) -> torch.Tensor:
+    """Boolean `[batch, seq]`: true at every marker of a verified run of `k` (one marker
+    between its recorded neighbours for `k` = 1)."""
+    starts = run_starts(input_ids, tokens, k)
+    mask = starts.clone()
+    for i in range(1, k):
+        mask[:, i:] |= starts[:, :-i]
+    return mask
+
+
+def marker_run_positions(input_ids: torch.Tensor, tokens: TokenMeta, k: int = 1) -> torch.Tensor:
+    """Index `[batch, k]` of the verified run of `k` markers in each row; errors unless
+    every row holds exactly one."""
+    starts = run_starts(input_ids, tokens, k)
+    counts = starts.sum(dim=1)
+    if not bool((counts == 1).all()):
+        bad = (counts != 1).nonzero().flatten().tolist()
+        found = counts[bad[:10]].tolist()
+        what = (
+            "verified markers, expected exactly 1"
+            if k == 1
+            else f"verified runs of {k} markers, expected exactly 1"
+        )
+        raise InjectionError(
+            f"rows {bad[:10]} contain {found} {what} per row. "
+            f"The marker {tokens.injection_char!r} (id {tokens.injection_token_id}) must appear "
+            f"{'once' if k == 1 else f'{k} times in a row'}, between ids "
+            f"{tokens.injection_left_neighbor_id} and {tokens.injection_right_neighbor_id}; "
+            "render prompts with the AV's own template and tokenizer (`ActivationVerbalizer."
+            "prompt_ids`)."
+        )
+    first = starts.int().argmax(dim=1)
+    return first.unsqueeze(1) + torch.arange(k, device=input_ids.device)
 
 
 def marker_positions(input_ids: torch.Tensor, tokens: TokenMeta) -> torch.Tensor:
     """Index `[batch]` of the one verified marker in each row; errors unless exactly one."""
-    mask = marker_mask(input_ids, tokens)
-    counts = mask.sum(dim=1)
-    if not bool((counts == 1).all()):
-        bad = (counts != 1).nonzero().flatten().tolist()
-        found = counts[bad[:10]].tolist()
-        raise InjectionError(
-            f"rows {bad[:10]} contain {found} verified markers, expected exactly 1 per row. "
-            f"The marker {tokens.injection_char!r} (id {tokens.injection_token_id}) must appear "
-            f"once, between ids {tokens.injection_left_neighbor_id} and "
-            f"{tokens.injection_right_neighbor_id}; render prompts with the AV's own template "
-            "and tokenizer."
-        )
-    return mask.int().argmax(dim=1)
+    return marker_run_positions(input_ids, tokens, 1)[:, 0]
 
 
 def _tokens(meta: Meta) -> TokenMeta:
@@ -102,42 +139,63 @@ def _tokens(meta: Meta) -> TokenMeta:
     return meta.tokens
 
 
+def marker_vectors(
+    vectors: torch.Tensor, scale: float | None, layout: InjectionLayout = SINGLE
+) -> torch.Tensor:
+    """`[n, k, d]` fp32: what each of a row's k marker positions receives, from raw
+    `vectors [n, d]`: the vector rescaled to `scale` at every position (`repeat`, and
+    one marker), or its k projections onto the layout's subspaces, each rescaled
+    (`split`). `scale` None injects raw (unscaled)."""
+    if layout.split:
+        if layout.basis is None:
+            raise InjectionError("split injection without its basis; use `with_basis(d_model)`.")
+        return rescale(split_parts(vectors.float(), layout.basis, layout.tokens), scale)
+    return rescale(vectors, scale).unsqueeze(1).expand(-1, layout.tokens, -1)
+
+
 def inject_activations(
     input_ids: torch.Tensor,
     embeds: torch.Tensor,
     vectors: torch.Tensor,
     meta: Meta,
+    layout: InjectionLayout = SINGLE,
 ) -> torch.Tensor:
     """`embeds [batch, seq, d]` with row i's verified marker replaced by `vectors[i]`.
 
     A pure function: `vectors [batch, d_model]` are raw; each is rescaled in fp32
     to the sidecar's `injection_scale` and cast to the embedding dtype. Nothing is
     modified in place. A single row holding several prompts back to back (a packed
-    row, `[1, seq]`) takes one vector per marker, in order.
+    row, `[1, seq]`) takes one vector per marker, in order. With a multi-token
+    `layout`, each row's run of k markers takes `marker_vectors` (packed rows too:
+    one run per vector).
     """
     vectors = check_vectors(vectors, meta.d_model)
-    n = vectors.shape[0]
+    n, k = vectors.shape[0], layout.tokens
     if input_ids.shape[0] == 1 and n > 1:
-        rows, cols = packed_marker_positions(input_ids, _tokens(meta), n)
+        rows, cols = packed_marker_positions(input_ids, _tokens(meta), n, k)
     elif n != input_ids.shape[0]:
         raise InjectionError(f"got {n} vectors for {input_ids.shape[0]} prompts; pass one per row.")
     else:
-        rows, cols = torch.arange(n), marker_positions(input_ids, _tokens(meta))
-    scaled = rescale(vectors.to(embeds.device), _injection_scale(meta)).to(embeds.dtype)
+        cols = marker_run_positions(input_ids, _tokens(meta), k)
+        rows = torch.arange(n, device=cols.device).unsqueeze(1).expand(-1, k)
+    values = marker_vectors(vectors.to(embeds.device), _injection_scale(meta), layout)
     at = (rows.to(embeds.device), cols.to(embeds.device))
-    return embeds.index_put(at, scaled)
+    return embeds.index_put(at, values.to(embeds.dtype))
 
 
 def packed_marker_positions(
-    input_ids: torch.Tensor, tokens: TokenMeta, expected: int
+    input_ids: torch.Tensor, tokens: TokenMeta, expected: int, k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, columns) of the `expected` verified markers of a packed row `[1, seq]`."""
-    cols = marker_mask(input_ids, tokens)[0].nonzero().flatten()
-    if cols.numel() != expected:
+    """(rows, columns), each `[expected, k]`, of the `expected` verified marker runs of
+    a packed row `[1, seq]`."""
+    starts = run_starts(input_ids, tokens, k)[0].nonzero().flatten()
+    if starts.numel() != expected:
+        what = "verified markers" if k == 1 else f"verified runs of {k} markers"
         raise InjectionError(
-            f"a packed row holds {cols.numel()} verified markers for {expected} vectors; "
+            f"a packed row holds {starts.numel()} {what} for {expected} vectors; "
             "pack whole AV prompts, one per vector."
         )
+    cols = starts.unsqueeze(1) + torch.arange(k, device=starts.device)
     return torch.zeros_like(cols), cols
 
 
@@ -146,10 +204,13 @@ def build_inputs_embeds(
     input_ids: torch.Tensor,
     vectors: torch.Tensor,
     meta: Meta,
+    layout: InjectionLayout = SINGLE,
 ) -> torch.Tensor:
     """`inputs_embeds [batch, seq, d_model]` for `model`: its own embeddings (built by its
-    embedding module, as its forward would) with each row's marker replaced by its vector."""
-    return inject_activations(input_ids, sites.embedding(model)(input_ids), vectors, meta)
+    embedding module, as its forward would) with each row's marker (or run of markers,
+    for a multi-token `layout`) replaced by its vector."""
+    embeds = sites.embedding(model)(input_ids)
+    return inject_activations(input_ids, embeds, vectors, meta, layout)
 
 
 def _injection_scale(meta: Meta) -> float | None:

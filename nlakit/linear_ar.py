@@ -110,9 +110,17 @@ class LinearAR(torch.nn.Module):
     def device(self) -> torch.device:
         return self.weight.device
 
+    @property
+    def layer(self) -> int | None:
+        """The block index K whose output it predicts."""
+        return self.meta.layer
+
     @torch.no_grad()
-    def reconstruct(self, explanations: list[str], batch_size: int = 1024) -> torch.Tensor:
-        """Predicted activations `[n, d]` in fp32 on the CPU, in the input order."""
+    def reconstruct(
+        self, explanations: list[str], batch_size: int = 1024, contexts: list[str] | None = None
+    ) -> torch.Tensor:
+        """Predicted activations `[n, d]` in fp32 on the CPU, in the input order (it reads
+        the explanations alone; `contexts` is accepted as every reconstructor's is)."""
         out = torch.empty(len(explanations), self.meta.d_model)
         for start in range(0, len(explanations), batch_size):
             ids = token_ids(self.tokenizer, explanations[start : start + batch_size])

@@ -26,8 +26,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nlakit import sites
-from nlakit.errors import CheckpointError, MetaError, field_error
-from nlakit.injection import build_inputs_embeds
+from nlakit.ar_context import ar_inputs
+from nlakit.errors import CheckpointError, MetaError, NLAKitError, field_error
+from nlakit.injection import build_inputs_embeds, marker_run_positions
+from nlakit.injection_layout import InjectionLayout, layout_of, parse_layout, write_basis
 
 # The loading helpers live in `nlakit.loading`; they are re-exported here, where the
 # package's modules and users have always imported them from.
@@ -53,17 +55,41 @@ from nlakit.store.readers import read_safetensors
 
 
 class ActivationVerbalizer(nn.Module):
-    """A causal LM that explains an activation injected at the marker of its prompt."""
+    """A causal LM that explains an activation injected at the marker of its prompt.
 
-    def __init__(self, model: nn.Module, tokenizer: Any, meta: ModelMeta):
+    `layout` is how the activation fills the prompt (`nlakit.injection_layout`: one
+    marker, or k markers repeating or splitting it); by default the one its sidecar
+    records, a split's basis read from beside the sidecar. `prompt_ids` holds the
+    layout's run of markers."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        meta: ModelMeta,
+        layout: InjectionLayout | None = None,
+    ):
         super().__init__()
         check_contract(model, tokenizer, meta, "av")
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
-        self.prompt_ids: list[int] = render_av_prompt_ids(
-            tokenizer, meta.av_template, meta.tokens.injection_char
+        recorded = parse_layout(meta)
+        if layout is None:
+            layout = layout_of(meta)
+        elif not layout.same_as(recorded):
+            raise MetaError(
+                f"{meta.source or 'the AV sidecar'}: records the injection layout "
+                f"{recorded.record()}, the AV was given {layout.record()}; record the layout "
+                "with `nlakit.injection_layout.with_layout`."
+            )
+        self.layout = layout.with_basis(meta.d_model).to(sites.embedding(model).weight.device)
+        rendered = render_av_prompt_ids(tokenizer, meta.av_template, meta.tokens.injection_char)
+        self.prompt_ids: list[int] = self.layout.expand_prompt(
+            rendered, meta.tokens.injection_token_id
         )
+        # the run is found as the injection will find it: fail at load, not at a forward
+        marker_run_positions(torch.tensor([self.prompt_ids]), meta.tokens, self.layout.tokens)
 
     @classmethod
     def from_base(
@@ -92,6 +118,7 @@ class ActivationVerbalizer(nn.Module):
         out = Path(out_dir)
         sites.unwrap(self.model).save_pretrained(str(out))
         self.tokenizer.save_pretrained(str(out))
+        write_basis(self.layout, out)
         write_meta(self.meta, out)
         return out
 
@@ -109,8 +136,8 @@ class ActivationVerbalizer(nn.Module):
         return ids.unsqueeze(0).expand(n, -1)
 
     def inputs_embeds(self, input_ids: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """`[batch, seq, d]` embeddings with each row's marker replaced by its vector."""
-        return build_inputs_embeds(self.model, input_ids, vectors, self.meta)
+        """`[batch, seq, d]` embeddings with each row's marker (run) replaced by its vector."""
+        return build_inputs_embeds(self.model, input_ids, vectors, self.meta, self.layout)
 
     def forward(
         self,
@@ -204,7 +231,9 @@ class ActivationReconstructor(nn.Module):
         # The final norm is not used (the AR reads the raw block-K output) but its
         # weights are kept so a saved AR loads as a standard causal LM.
         self.final_norm_state = {k: v.detach().cpu() for k, v in (final_norm_state or {}).items()}
-        self.layer = sites.num_blocks(backbone) - 1
+        # A smaller AR (`from_base(blocks=…)`) has fewer blocks than the layer K it predicts.
+        self.blocks = sites.num_blocks(backbone)
+        self.layer = meta.layer if meta.layer is not None else self.blocks - 1
 
     # ----------------------------------------------------------------- construction
 
@@ -222,17 +251,33 @@ class ActivationReconstructor(nn.Module):
 
     @classmethod
     def from_base(
-        cls, model: nn.Module, tokenizer: Any, layer: int, meta: ModelMeta | None = None
+        cls,
+        model: nn.Module,
+        tokenizer: Any,
+        layer: int,
+        meta: ModelMeta | None = None,
+        blocks: int | None = None,
     ) -> ActivationReconstructor:
-        """A fresh AR from a loaded base model: copies blocks 0..K (never those above)."""
+        """A fresh AR from a loaded base model: copies blocks 0..K (never those above).
+
+        `blocks`: a smaller AR of only the first `blocks` ≤ K + 1 blocks, still predicting
+        block K's output. Its sidecar keeps the layer K (`extraction_layer_index`) and
+        records the depth `blocks - 1` as `critic.extraction_layer_index`, which is what
+        the release's reader checks against `config.json` (depth + 1 blocks)."""
         meta = base_meta(model, tokenizer, layer, meta, "ar")
+        blocks = layer + 1 if blocks is None else blocks
+        if not 1 <= blocks <= layer + 1:
+            raise NLAKitError(
+                f"--ar-blocks {blocks}: an AR for block {layer} has 1 … {layer + 1} blocks."
+            )
+        meta.ar_num_hidden_layers = blocks - 1
         dec = sites.decoder(model)
-        later = sites.blocks(model)[layer + 1 :]
+        later = sites.blocks(model)[blocks:]
         memo = {id(block): nn.Identity() for block in later}  # deepcopy skips them
         backbone = copy.deepcopy(dec, memo)
         layout = sites.layout_of(model)
-        setattr(backbone, layout.blocks, getattr(backbone, layout.blocks)[: layer + 1])
-        backbone.config = truncated_config(sites.text_config(dec), layer + 1)
+        setattr(backbone, layout.blocks, getattr(backbone, layout.blocks)[:blocks])
+        backbone.config = truncated_config(sites.text_config(dec), blocks)
         norm_state = cls._strip(backbone)
         weight = sites.embedding(backbone).weight
         head = cls.identity_head(weight.shape[1], weight.device, weight.dtype)
@@ -331,6 +376,17 @@ class ActivationReconstructor(nn.Module):
         write_meta(self.meta, out)
         return out
 
+    def keep_blocks(self, blocks: int) -> None:
+        """Keep only the first `blocks` blocks, in place: a smaller AR made from this
+        one, still predicting block K through the same value head."""
+        if not 1 <= blocks <= self.blocks:
+            raise NLAKitError(f"--ar-blocks {blocks}: this AR has 1 … {self.blocks} blocks.")
+        layout = sites.layout_of(self.backbone)
+        setattr(self.backbone, layout.blocks, getattr(self.backbone, layout.blocks)[:blocks])
+        self.backbone.config = truncated_config(sites.text_config(self.backbone), blocks)
+        self.blocks = blocks
+        self.meta.ar_num_hidden_layers = blocks - 1
+
     # ----------------------------------------------------------------- use
 
     @property
@@ -341,12 +397,17 @@ class ActivationReconstructor(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.value_head.weight.dtype
 
-    def tokenize(self, explanations: list[str]) -> dict[str, torch.Tensor]:
-        """Right-padded AR prompts for `explanations`: `input_ids`, `attention_mask` `[n, seq]`."""
+    def tokenize(
+        self, explanations: list[str], contexts: list[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded AR prompts for `explanations`: `input_ids`, `attention_mask` `[n, seq]`.
+
+        `contexts`: the text before each row's token, read by a context AR
+        (`nlakit.ar_context`) and ignored by any other."""
         # The AR ignores graded-prefix separators (nlakit/separators.py says why).
-        texts = [
-            self.meta.ar_template.format(explanation=strip_separators(e)) for e in explanations
-        ]
+        texts = ar_inputs(
+            self.meta, self.tokenizer, [strip_separators(e) for e in explanations], contexts
+        )
         enc = self.tokenizer(
             texts,
             add_special_tokens=True,
@@ -376,8 +437,11 @@ class ActivationReconstructor(nn.Module):
         return self.value_head(hidden[rows, last_token_index(attention_mask)])
 
     @torch.no_grad()
-    def reconstruct(self, explanations: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Predicted activations `[n, d]` in fp32 on the CPU, in the input order.
+    def reconstruct(
+        self, explanations: list[str], batch_size: int = 64, contexts: list[str] | None = None
+    ) -> torch.Tensor:
+        """Predicted activations `[n, d]` in fp32 on the CPU, in the input order
+        (`contexts`: as for `tokenize`).
 
         Texts are batched by length so that little compute goes to padding.
         """
@@ -385,6 +449,7 @@ class ActivationReconstructor(nn.Module):
         out = torch.empty(len(explanations), self.meta.d_model)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            enc = self.tokenize([explanations[i] for i in rows])
+            part = None if contexts is None else [contexts[i] for i in rows]
+            enc = self.tokenize([explanations[i] for i in rows], part)
             out[rows] = self(**enc).float().cpu()
         return out

@@ -19,6 +19,7 @@ from nlakit import registry, sites
 from nlakit.errors import ArchitectureError, NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.injection import check_vectors
+from nlakit.linear_ar import load_reconstructor
 from nlakit.meta import check_pair
 from nlakit.metrics import cosine, mse_nrm
 from nlakit.models import (
@@ -93,7 +94,7 @@ class NLA:
         kwargs = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         return cls(
             av=None if av is None else ActivationVerbalizer.from_pretrained(av, **kwargs),
-            ar=None if ar is None else ActivationReconstructor.from_pretrained(ar, **kwargs),
+            ar=None if ar is None else load_reconstructor(ar, **kwargs),  # a linear AR too
         )
 
     @property
@@ -151,17 +152,26 @@ class NLA:
             for s in samples
         ]
 
-    def reconstruct(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Predicted activations `[n, d_model]` (fp32, CPU) for explanation texts."""
-        return self._need("ar").reconstruct(list(texts), batch_size)
+    def reconstruct(
+        self, texts: list[str], batch_size: int = 64, contexts: list[str] | None = None
+    ) -> torch.Tensor:
+        """Predicted activations `[n, d_model]` (fp32, CPU) for explanation texts
+        (`contexts`: the text before each token, which a context AR reads)."""
+        return self._need("ar").reconstruct(list(texts), batch_size, contexts=contexts)
 
-    def score(self, vectors: torch.Tensor, texts: list[str], batch_size: int = 64) -> Scores:
+    def score(
+        self,
+        vectors: torch.Tensor,
+        texts: list[str],
+        batch_size: int = 64,
+        contexts: list[str] | None = None,
+    ) -> Scores:
         """mse_nrm and cosine between each vector and the AR's reconstruction of its text."""
         ar = self._need("ar")
         vectors = check_vectors(vectors, ar.meta.d_model)
         if len(texts) != vectors.shape[0]:
             raise NLAKitError(f"got {vectors.shape[0]} vectors but {len(texts)} texts")
-        pred = self.reconstruct(texts, batch_size)
+        pred = self.reconstruct(texts, batch_size, contexts)
         gold = vectors.float().cpu()
         return Scores(mse_nrm=mse_nrm(pred, gold, ar.meta.mse_scale_value), cos=cosine(pred, gold))
 
@@ -210,7 +220,10 @@ class NLA:
             hidden = sites.extract_layer(target_model, ids, None, layer)[0]
         vectors = hidden[positions].float()
         explanations = self.explain(vectors, **sampling)
-        scores = self.score(vectors, [e.text for e in explanations]) if self.ar else None
+        # the text up to each position: what a context AR reads besides the explanation
+        contexts = [tokenizer.decode(ids[0, : p + 1], skip_special_tokens=True) for p in positions]
+        texts = [e.text for e in explanations]
+        scores = self.score(vectors, texts, contexts=contexts) if self.ar else None
         rows = []
         for i, (pos, exp) in enumerate(zip(positions, explanations, strict=True)):
             rows.append(

@@ -10,9 +10,13 @@ from nlakit.injection import (
     build_inputs_embeds,
     check_vectors,
     inject_activations,
+    marker_mask,
     marker_positions,
+    marker_run_positions,
+    marker_vectors,
     rescale,
 )
+from nlakit.injection_layout import InjectionLayout, split_parts
 from nlakit.meta import new_meta, render_av_prompt_ids
 
 
@@ -245,3 +249,116 @@ def test_a_packed_row_takes_one_vector_per_marker_in_order(tokenizer, meta):
     assert torch.equal(out[0, unchanged], embeds[0, unchanged])
     with pytest.raises(InjectionError, match="2 verified markers for 3 vectors"):
         inject_activations(packed, embeds, torch.randn(3, 64), meta)
+
+
+# --------------------------------------------------------------------------- k markers
+
+
+def run_prompt(tokenizer, meta, k: int) -> list[int]:
+    return InjectionLayout(k).expand_prompt(prompt(tokenizer, meta), meta.tokens.injection_token_id)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_run_of_k_markers_is_found_whole_under_padding(tokenizer, meta, side):
+    one = prompt(tokenizer, meta)
+    at = one.index(meta.tokens.injection_token_id)
+    rows = [run_prompt(tokenizer, meta, 4), [one[0], 9, 9, *run_prompt(tokenizer, meta, 4)[1:]]]
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor(
+        [
+            [pad] * (width - len(r)) + r if side == "left" else r + [pad] * (width - len(r))
+            for r in rows
+        ]
+    )
+    got = marker_run_positions(ids, meta.tokens, 4)
+    shift = [width - len(r) if side == "left" else 0 for r in rows]
+    starts = [shift[0] + at, shift[1] + at + 2]
+    assert got.tolist() == [list(range(s, s + 4)) for s in starts]
+    expected = torch.zeros(ids.shape, dtype=torch.bool)
+    expected[torch.arange(2)[:, None], got] = True
+    assert torch.equal(marker_mask(ids, meta.tokens, 4), expected)
+    # k = 1 is the single-marker search, unchanged
+    single = torch.tensor([one])
+    assert marker_run_positions(single, meta.tokens, 1)[:, 0].tolist() == [at]
+    assert torch.equal(marker_mask(single, meta.tokens, 1), marker_mask(single, meta.tokens))
+
+
+@pytest.mark.parametrize("found", [3, 5])
+def test_a_run_of_the_wrong_length_is_an_error(tokenizer, meta, found):
+    ids = torch.tensor([run_prompt(tokenizer, meta, found)])
+    with pytest.raises(InjectionError, match=r"\[0\] verified runs of 4 markers"):
+        marker_run_positions(ids, meta.tokens, 4)
+
+
+def test_a_run_broken_inside_or_with_a_wrong_neighbour_is_not_used(tokenizer, meta):
+    ids = torch.tensor([run_prompt(tokenizer, meta, 4)])
+    first = int(marker_run_positions(ids, meta.tokens, 4)[0, 0])
+    for where in (first + 1, first - 1, first + 4):  # an interior marker, the left, the right
+        broken = ids.clone()
+        broken[0, where] = tokenizer.pad_token_id
+        with pytest.raises(InjectionError, match="4 times in a row, between ids"):
+            marker_run_positions(broken, meta.tokens, 4)
+
+
+def test_repeat_puts_the_rescaled_vector_at_every_marker_and_nothing_else(tokenizer, meta):
+    ids = torch.tensor([run_prompt(tokenizer, meta, 3)] * 2)
+    embeds = torch.randn(*ids.shape, 64)
+    vectors = torch.randn(2, 64) * 40
+    out = inject_activations(ids, embeds, vectors, meta, InjectionLayout(3, "repeat"))
+    at = marker_run_positions(ids, meta.tokens, 3)
+    rows = torch.arange(2)[:, None]
+    assert torch.equal(out[rows, at], rescale(vectors, 8.0)[:, None].expand(-1, 3, -1))
+    keep = ~marker_mask(ids, meta.tokens, 3)
+    assert torch.equal(out[keep], embeds[keep])
+
+
+def test_split_puts_each_rescaled_part_at_its_marker(tokenizer, meta):
+    layout = InjectionLayout(4, "split", seed=1).with_basis(64)
+    ids = torch.tensor([run_prompt(tokenizer, meta, 4)] * 3)
+    vectors = torch.randn(3, 64)
+    out = inject_activations(ids, torch.zeros(*ids.shape, 64), vectors, meta, layout)
+    at = marker_run_positions(ids, meta.tokens, 4)
+    injected = out[torch.arange(3)[:, None], at]  # [3, 4, 64]
+    parts = split_parts(vectors, layout.basis, 4)
+    assert torch.allclose(injected, rescale(parts, 8.0), atol=1e-5)
+    assert torch.allclose(injected.norm(dim=-1), torch.full((3, 4), 8.0), atol=1e-4)
+    # with the raw scale the k injected parts sum back to the vector
+    raw = marker_vectors(vectors, None, layout)
+    assert torch.allclose(raw.sum(dim=1), vectors, atol=1e-5)
+    # parts of different markers are orthogonal (they live in different subspaces)
+    gram = injected[0] @ injected[0].T
+    assert torch.allclose(gram - torch.diag(torch.diag(gram)), torch.zeros(4, 4), atol=1e-3)
+
+
+def test_split_injection_passes_gradients_to_the_vectors(tokenizer, meta):
+    layout = InjectionLayout(2, "split").with_basis(64)
+    ids = torch.tensor([run_prompt(tokenizer, meta, 2)])
+    vectors = torch.randn(1, 64, requires_grad=True)
+    out = inject_activations(ids, torch.zeros(*ids.shape, 64), vectors, meta, layout)
+    out.pow(3).sum().backward()
+    assert vectors.grad is not None and vectors.grad.abs().sum() > 0
+
+
+def test_split_without_its_basis_is_an_error(tokenizer, meta):
+    ids = torch.tensor([run_prompt(tokenizer, meta, 2)])
+    with pytest.raises(InjectionError, match="without its basis"):
+        inject_activations(ids, torch.zeros(*ids.shape, 64), torch.randn(1, 64), meta,
+                           InjectionLayout(2, "split"))  # fmt: skip
+
+
+def test_a_packed_row_takes_one_vector_per_run_of_markers(tokenizer, meta):
+    one = run_prompt(tokenizer, meta, 3)
+    packed = torch.tensor([[*one, 5, 6, *one]])
+    embeds = torch.randn(1, packed.shape[1], 64)
+    vectors = torch.randn(2, 64)
+    layout = InjectionLayout(3, "split", seed=2).with_basis(64)
+    out = inject_activations(packed, embeds, vectors, meta, layout)
+    first = marker_run_positions(torch.tensor([one]), meta.tokens, 3)[0]
+    at = torch.stack([first, len(one) + 2 + first])  # [2, 3]
+    assert torch.allclose(out[0, at], marker_vectors(vectors, 8.0, layout))
+    unchanged = torch.ones(packed.shape[1], dtype=torch.bool)
+    unchanged[at.flatten()] = False
+    assert torch.equal(out[0, unchanged], embeds[0, unchanged])
+    with pytest.raises(InjectionError, match="2 verified runs of 3 markers for 3 vectors"):
+        inject_activations(packed, embeds, torch.randn(3, 64), meta, layout)

@@ -87,6 +87,11 @@ def test_linear_ar_fits_from_tables_and_round_trips(small_tables, tiny_dirs, tmp
     assert len(top) == 5 and all(len(t["positive"]) == 8 for t in top)
     again = LinearAR.from_pretrained(out / "ar").reconstruct(texts)
     assert torch.equal(ar.reconstruct(texts), again)
+    from nlakit import NLA  # the public loader takes either kind of AR
+
+    nla = NLA.from_pretrained(ar=out / "ar")
+    assert isinstance(nla.ar, LinearAR) and nla.layer == 1
+    assert torch.equal(nla.reconstruct(texts), again)
     with pytest.raises(CheckpointError, match="not a linear AR"):
         LinearAR.from_pretrained(tiny_dirs["ar"])
     with pytest.raises(NLAKitError, match="--reconstructor: AR settings"):
@@ -117,3 +122,4 @@ def test_rl_scores_with_a_frozen_linear_ar(small_tables, trained_pair, tmp_path)
     exported = load_reconstructor(tmp_path / "rl" / "ar")
     assert isinstance(exported, LinearAR)
     assert torch.equal(exported.weight, LinearAR.from_pretrained(linear).weight)  # frozen
+

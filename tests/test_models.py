@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from nlakit import meta as M
 from nlakit import sites
-from nlakit.errors import CheckpointError, MetaError
+from nlakit.errors import CheckpointError, MetaError, NLAKitError
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.models import (
     VALUE_HEAD_FILE,
@@ -320,3 +320,31 @@ def test_from_base_with_a_sidecar_for_another_layer(tokenizer, make_model):
     with pytest.raises(MetaError, match="layer_index"):
         ActivationReconstructor.from_base(model, tokenizer, 2, meta=meta)
     assert ActivationVerbalizer.from_base(model, tokenizer, 1, meta=meta).meta.layer == 1
+
+
+# --------------------------------------------------------------------------- a smaller AR
+
+
+def test_a_smaller_ar_keeps_the_layer_and_records_its_depth(tmp_path, tokenizer, make_model):
+    model = make_model("qwen3")
+    ar = ActivationReconstructor.from_base(model, tokenizer, 2, blocks=1)
+    assert sites.num_blocks(ar.backbone) == 1 and ar.blocks == 1 and ar.layer == 2
+    enc = ar.tokenize(EXPLANATIONS[:1])
+    with torch.no_grad():  # it reads the output of its last block (block 0)
+        alone = sites.extract_layer(model, enc["input_ids"], None, 0)[0, -1]
+        assert close(ar(**enc)[0], alone, atol=1e-4)
+    ar.save_pretrained(tmp_path)
+    side = yaml.safe_load((tmp_path / "nla_meta.yaml").read_text())
+    # the release's reader: config.json holds critic.extraction_layer_index + 1 blocks
+    assert side["critic"]["extraction_layer_index"] == 0 and side["extraction_layer_index"] == 2
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.num_hidden_layers == 1
+    back = NLA.from_pretrained(ar=tmp_path, device=DEVICE, dtype=DTYPE).ar
+    assert back.blocks == 1 and back.layer == 2 and back.meta.layer == 2
+    assert close(back.reconstruct(EXPLANATIONS), ar.reconstruct(EXPLANATIONS))
+    M.check_pair(ActivationVerbalizer.from_base(model, tokenizer, 2).meta, back.meta)
+
+
+def test_a_smaller_ar_has_at_least_one_and_at_most_k_plus_one_blocks(tokenizer, make_model):
+    for blocks in (0, 4):
+        with pytest.raises(NLAKitError, match=r"has 1 … 3 blocks"):
+            ActivationReconstructor.from_base(make_model("qwen3"), tokenizer, 2, blocks=blocks)

@@ -83,6 +83,15 @@ REGISTRY: dict[str, Analysis] = {
         "one common AR — which method says the most important things first.",
         verb="sweep",
     ),
+    "variants": Analysis(
+        "nlakit.eval.variants", "VariantsConfig", "variants_sweep", "variants",
+        "AR variants",
+        "RL runs scored by other readers (more-trained, regularised, prefix-trained, "
+        "linear, smaller, context-reading ARs): FVE by a common AR, the gain over what the "
+        "input text alone rebuilds, quote rate and truth — does the reader change what the "
+        "AV says?",
+        verb="sweep",
+    ),
     "truth": Analysis(
         "nlakit.eval.truth", "TruthConfig", "truth_analysis", "truth",
         "Truth on the toy world",

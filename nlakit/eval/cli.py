@@ -1,10 +1,11 @@
-"""`nlakit eval`, `nlakit analyze NAME`, `nlakit sweep length|ordering` and `nlakit report`.
+"""`nlakit eval`, `nlakit analyze NAME`, `nlakit sweep length|ordering|variants` and `nlakit report`.
 
 nlakit eval --run RUN [--run RUN2 ...] [--data eval.parquet]   per-row table, FVE, controls
 nlakit analyze tokens|format|ablation|stego|text-baseline|prefix|truth --run RUN
 nlakit analyze all --run RUN                                   every analysis, then the report
 nlakit sweep length --run RUN [--lambdas 0 0.01 0.02 0.04] [--budget equal-time]
 nlakit sweep ordering --run RUN [--methods plain length matryoshka random-k]
+nlakit sweep variants --run RUN [--variants plain control linear context]
 nlakit report RUN                                              one page: Markdown and HTML
 """
 
@@ -22,6 +23,7 @@ from nlakit.eval.analyses import load as _load
 LISTS = {
     "lambdas": "length penalties λ, reward per token",
     "methods": "the methods to compare",
+    "variants": "the AR variants to compare",
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from nlakit.ar_context import CONTEXT_COLUMN
 from nlakit.atomic import write_parquet
 from nlakit.config import DEVICE_HELP, DTYPE_HELP, DTYPES, Config, option
 from nlakit.errors import NLAKitError
@@ -163,21 +164,24 @@ def evaluate(config: EvalConfig) -> dict:
         generator = torch.Generator(device=av.device).manual_seed(seed)
         return sample_explanations(av, inputs, sampling, generator, progress=True, marker=marker)
 
+    # the text before each row's token, which a context AR reads (others ignore it)
+    contexts = table.columns.get(CONTEXT_COLUMN)
+
     def errors_of(texts: list[str], gold: torch.Tensor) -> torch.Tensor:
-        return mse_nrm(ar.reconstruct(texts, config.batch_size), gold, scale)
+        return mse_nrm(ar.reconstruct(texts, config.batch_size, contexts), gold, scale)
 
     av.eval()
     ar.eval()
     with torch.no_grad():
         samples = sample(vectors, config.seed)
         texts = [s.explanation or "" for s in samples]
-        pred = ar.reconstruct(texts, config.batch_size)
+        pred = ar.reconstruct(texts, config.batch_size, contexts)
         errors = mse_nrm(pred, vectors, scale)
         cos = cosine(pred, vectors)
         conditions = {"av": errors}
         common_errors = None
         if common is not None:
-            common_pred = common.reconstruct(texts, config.batch_size)
+            common_pred = common.reconstruct(texts, config.batch_size, contexts)
             common_errors = mse_nrm(common_pred, vectors, common.meta.mse_scale_value)
             conditions["common_ar"] = common_errors
         teacher = table.columns.get("explanation")

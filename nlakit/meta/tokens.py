@@ -53,8 +53,10 @@ def render_av_prompt_ids(tokenizer: Any, template: str, injection_char: str) -> 
 
 
 def render_ar_prompt_ids(tokenizer: Any, template: str, explanation: str) -> list[int]:
-    """AR prompt ids: the filled template with the tokenizer's own special tokens (BOS)."""
-    return _flat_ids(tokenizer(template.format(explanation=explanation), add_special_tokens=True))
+    """AR prompt ids: the filled template with the tokenizer's own special tokens (BOS);
+    a context AR's `{context}` slot (`nlakit.ar_context`) is left empty."""
+    text = template.format(explanation=explanation, context="")
+    return _flat_ids(tokenizer(text, add_special_tokens=True))
 
 
 def marker_neighbours(ids: list[int], marker_id: int) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 these names, so a name is changed here or nowhere.
 
     MODEL_DIR/      config.json, *.safetensors, tokenizer files, nla_meta.yaml,
-                    value_head.safetensors (an AR)
+                    value_head.safetensors (an AR), injection_basis.safetensors (a split AV)
     DATA_DIR/       manifest.json, shard_*.parquet, nla_meta.yaml, explanations/   (extract, teach)
     TABLES/         {stage}.parquet + {stage}.parquet.nla_meta.yaml, baseline.json,
                     build.json                                                      (build)
@@ -22,6 +22,7 @@ DATASET_SIDECAR_SUFFIX = ".nla_meta.yaml"
 # A model directory (Hugging Face layout; the AR adds its value head).
 MODEL_CONFIG = "config.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
+INJECTION_BASIS_FILE = "injection_basis.safetensors"  # an AV's split-injection basis
 
 # An extraction directory (`nlakit extract`, `nlakit teach`).
 MANIFEST = "manifest.json"

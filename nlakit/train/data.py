@@ -20,7 +20,7 @@ import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.generation import prefix_text, stop_token_ids
-from nlakit.meta import av_prompt_content
+from nlakit.meta import av_prompt_content, render_av_prompt_ids
 from nlakit.separators import strip_separators
 from nlakit.train.losses import token_logprobs
 
@@ -28,7 +28,9 @@ from nlakit.train.losses import token_logprobs
 def _templated_response(av, text: str, stops: set[int]) -> list[int]:
     """The response's ids as the chat template writes an assistant turn, cut after
     the first stop token (plain text + a stop token if the template disagrees)."""
-    prompt = av.prompt_ids
+    # the prompt as the template renders it, with one marker: the response after it
+    # does not depend on how many markers the AV's layout puts in (`av.prompt_ids`)
+    prompt = render_av_prompt_ids(av.tokenizer, av.meta.av_template, av.meta.tokens.injection_char)
     messages = [
         {"role": "user", "content": _prompt_content(av)},
         {"role": "assistant", "content": text},

@@ -18,16 +18,18 @@ def evaluate_pair(
     baseline: FVEBaseline | None,
     sampling: SamplingConfig,
     seed: int = 0,
+    contexts: list[str] | None = None,
 ) -> tuple[dict, list]:
     """(metrics, samples) of the pair on `vectors [n, d]`; explanations without a closing
-    tag are scored as empty, which is what a reader of the parsed output gets."""
+    tag are scored as empty, which is what a reader of the parsed output gets
+    (`contexts`: the texts before the tokens, for a context AR)."""
     generator = torch.Generator(device=av.device).manual_seed(seed)
     was_training = av.training, ar.training
     av.eval()
     ar.eval()
     samples = sample_explanations(av, vectors, sampling, generator)
     texts = [s.explanation or "" for s in samples]
-    pred = ar.reconstruct(texts)
+    pred = ar.reconstruct(texts, contexts=contexts)
     errors = mse_nrm(pred, vectors.float(), ar.meta.mse_scale_value)
     marker = av.meta.tokens.injection_char
     out = {

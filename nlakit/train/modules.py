@@ -21,7 +21,15 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from nlakit import sites
+from nlakit.ar_context import ContextSpec, context_spec, with_context
 from nlakit.card import CardFigures, write_card
+from nlakit.errors import NLAKitError
+from nlakit.injection_layout import (
+    SINGLE,
+    InjectionLayout,
+    check_checkpoint_layout,
+    with_layout,
+)
 from nlakit.linear_ar import LinearAR, is_linear_ar
 from nlakit.meta import DatasetMeta, ModelMeta, read_meta, with_role
 from nlakit.models import (
@@ -35,6 +43,52 @@ from nlakit.store.names import SIDECAR_NAME
 from nlakit.train.checkpoint import load_trainable, trainable_state
 from nlakit.train.distributed import is_sharded, whole
 from nlakit.train.run_figures import run_figures
+
+
+@dataclass(frozen=True)
+class ARShape:
+    """How a transformer AR is cut and what it reads: `blocks` (None: all it has, K + 1
+    for a fresh one; fewer make a smaller AR that still predicts block K), and `context`
+    tokens of the text before the token (0: none; `nlakit.ar_context`), `text_only` its
+    baseline twin. A fresh AR is made so; an AR checkpoint is reshaped (`reshape`)."""
+
+    blocks: int | None = None
+    context: int = 0
+    text_only: bool = False
+
+    @classmethod
+    def of(cls, config) -> ARShape:
+        """The shape a training config asks for (SFT's ar_blocks/context/text_only)."""
+        return cls(
+            getattr(config, "ar_blocks", None),
+            getattr(config, "context", 0),
+            getattr(config, "text_only", False),
+        )
+
+    def apply(self, meta: ModelMeta) -> ModelMeta:
+        """`meta` (a fresh AR's sidecar) made to read the context, when one is asked for."""
+        if self.context:
+            with_context(meta, ContextSpec(self.context, self.text_only))
+        return meta
+
+    def reshape(self, init: str, ar: ActivationReconstructor) -> ActivationReconstructor:
+        """An AR checkpoint given the shape asked for: fewer blocks (its first ones, and
+        its value head), and a context slot when it has none (it learns to read it);
+        another context than the one it reads is refused."""
+        spec = context_spec(ar.meta)
+        asked = (self.context, self.text_only)
+        if any(asked) and spec is None:
+            with_context(ar.meta, ContextSpec(*asked))
+        elif any(asked) and asked != (spec.tokens, spec.text_only):
+            raise NLAKitError(
+                f"{init}: this AR reads {spec.tokens} tokens of context (text only: "
+                f"{spec.text_only}); it cannot train on as --context {self.context} "
+                f"--text-only {self.text_only}. Start from a plain AR or the target model."
+            )
+        if self.blocks is not None and self.blocks != ar.blocks:
+            ar.keep_blocks(self.blocks)
+        return ar
+
 
 # peft is imported where LoRA is set up: it is the optional `train` extra
 # (pip install 'nlakit[train]'), needed only with lora_rank > 0.
@@ -79,30 +133,46 @@ def is_nla_checkpoint(path: str | os.PathLike, role: str) -> bool:
 
 
 def start_av(
-    init: str, tables: DatasetMeta, device, dtype, load_in_4bit: bool = False
+    init: str,
+    tables: DatasetMeta,
+    device,
+    dtype,
+    load_in_4bit: bool = False,
+    injection: InjectionLayout = SINGLE,
 ) -> ActivationVerbalizer:
-    """An AV from an AV checkpoint, or a fresh one from a target model."""
+    """An AV from an AV checkpoint (its own injection layout), or a fresh one from a
+    target model reading the activation through `injection`."""
     if is_nla_checkpoint(init, "av"):
-        return ActivationVerbalizer.from_pretrained(
+        av = ActivationVerbalizer.from_pretrained(
             init, device=device, dtype=dtype, load_in_4bit=load_in_4bit
         )
+        check_checkpoint_layout(init, av.layout, injection)
+        return av
     model, tokenizer = load_causal_lm(local_dir(init), device, dtype, load_in_4bit=load_in_4bit)
-    return ActivationVerbalizer.from_base(model, tokenizer, tables.layer, meta_for(tables, "av"))
+    meta = with_layout(meta_for(tables, "av"), injection)
+    return ActivationVerbalizer.from_base(model, tokenizer, tables.layer, meta)
 
 
 def start_ar(
-    init: str, tables: DatasetMeta, device, dtype, load_in_4bit: bool = False
+    init: str,
+    tables: DatasetMeta,
+    device,
+    dtype,
+    load_in_4bit: bool = False,
+    shape: ARShape = ARShape(),
 ) -> ActivationReconstructor:
-    """An AR from an AR checkpoint (a linear one too), or a fresh one (blocks 0..K) from
-    a target model."""
+    """An AR from an AR checkpoint (a linear one too), or a fresh one (blocks 0..K, or
+    the `shape` asked for) from a target model."""
     if is_linear_ar(init):
         return LinearAR.from_pretrained(init)
     if is_nla_checkpoint(init, "ar"):
-        return ActivationReconstructor.from_pretrained(
+        ar = ActivationReconstructor.from_pretrained(
             init, device=device, dtype=dtype, load_in_4bit=load_in_4bit
         )
+        return shape.reshape(init, ar)
     model, tokenizer = load_causal_lm(local_dir(init), device, dtype, load_in_4bit=load_in_4bit)
-    return ActivationReconstructor.from_base(model, tokenizer, tables.layer, meta_for(tables, "ar"))
+    meta = shape.apply(meta_for(tables, "ar"))
+    return ActivationReconstructor.from_base(model, tokenizer, tables.layer, meta, shape.blocks)
 
 
 def start(
@@ -115,12 +185,19 @@ def start(
     attention: str | None = None,
     load_in_4bit: bool = False,
     separator: bool = False,
+    shape: ARShape = ARShape(),
+    injection: InjectionLayout = SINGLE,
 ) -> ActivationVerbalizer | ActivationReconstructor:
     """The AV or AR a run trains: from `init` (`start_av`/`start_ar`), with its adapters
     and, when given, the `attention` kernel (transformers' `attn_implementation`);
     `load_in_4bit`: QLoRA, the frozen base in NF4 under the adapters; `separator`: an
-    AV given the graded-prefix separator token (`nlakit.separators`)."""
-    module = (start_av if role == "av" else start_ar)(init, tables, device, dtype, load_in_4bit)
+    AV given the graded-prefix separator token (`nlakit.separators`); `shape`: a fresh
+    AR's blocks and context (`ARShape`); `injection`: a fresh AV's injection layout
+    (`nlakit.injection_layout`)."""
+    if role == "av":
+        module = start_av(init, tables, device, dtype, load_in_4bit, injection)
+    else:
+        module = start_ar(init, tables, device, dtype, load_in_4bit, shape)
     if separator:
         add_separator_token(module)
     if attention is not None:
@@ -153,12 +230,15 @@ def rebuilt(
     lora: LoraSettings,
     trained: dict,
     separator: bool = False,
+    shape: ARShape = ARShape(),
+    injection: InjectionLayout = SINGLE,
 ) -> ActivationVerbalizer | ActivationReconstructor:
     """A whole, full-precision copy on the CPU of a module trained sharded (FSDP) or
     over a 4-bit base (QLoRA), to export: made again from `init` as `start` made it,
     with the `trained` parameters (`checkpoint.trainable_state`) loaded; the frozen
     ones are `init`'s, which training never changes."""
-    module = start(role, init, tables, "cpu", dtype, lora, separator=separator)
+    made_as = dict(separator=separator, shape=shape, injection=injection)
+    module = start(role, init, tables, "cpu", dtype, lora, **made_as)
     load_trainable(module, trained, f"the trained {role}")
     return module
 
@@ -180,7 +260,9 @@ def for_export(
     if not main:
         return None
     separator = getattr(config, "separator", False)
-    return rebuilt(role, init, tables, config.dtype, LoraSettings.of(config), trained, separator)
+    lora = LoraSettings.of(config)
+    shape, injection = ARShape.of(config), InjectionLayout.of_config(config)
+    return rebuilt(role, init, tables, config.dtype, lora, trained, separator, shape, injection)
 
 
 def blocks_of(module: ActivationVerbalizer | ActivationReconstructor) -> torch.nn.ModuleList:
@@ -272,7 +354,7 @@ def export_av(
     model = av.model
     if has_adapters(model):
         model = copy.deepcopy(model).merge_and_unload()
-    path = ActivationVerbalizer(model, av.tokenizer, av.meta).save_pretrained(out)
+    path = ActivationVerbalizer(model, av.tokenizer, av.meta, av.layout).save_pretrained(out)
     write_card(path, av.meta, figures if figures is not None else run_figures(path.parent, "av"))
     return path
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.ar_context import CONTEXT_COLUMN, reads_context_at
 from nlakit.card import CardFigures
 from nlakit.config import ConfigError, option
 from nlakit.engines import engine_problem, release_vllm
@@ -232,8 +233,12 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
     tables, out = Path(config.data), Path(config.out)
     if config.batch_size % ctx.world:
         raise NLAKitError(f"batch_size {config.batch_size} must divide over {ctx.world} ranks")
-    table = load_table(tables / table_file("rl"))
-    held_out = load_table(tables / table_file("eval")).vectors[: config.eval_rows]
+    # a context AR reads the text before each row's token too
+    context = (CONTEXT_COLUMN,) if reads_context_at(config.ar) else ()
+    table = load_table(tables / table_file("rl"), context)
+    held_table = load_table(tables / table_file("eval"), context)
+    held_out = held_table.vectors[: config.eval_rows]
+    held_contexts = held_table.columns[context[0]][: config.eval_rows] if context else None
     baseline = FVEBaseline.load(tables / BASELINE_FILE)
     torch.manual_seed(config.seed)
     lora = M.LoraSettings.of(config)
@@ -315,7 +320,11 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         t0 = time.perf_counter()
         if config.engine == "vllm" and (sampling.weights is None or step % config.sync_every == 0):
             sync(step)
-        vectors = table.vectors[ctx.shard(sampler.next())].repeat_interleave(G, dim=0)
+        batch_rows = ctx.shard(sampler.next())
+        vectors = table.vectors[batch_rows].repeat_interleave(G, dim=0)
+        contexts = None  # one per sample, for a context AR
+        if context:
+            contexts = [table.columns[context[0]][r] for r in batch_rows for _ in range(G)]
         av.eval()
         with gathered(av):
             samples = sample_explanations(av, vectors, sampling, generator)
@@ -326,9 +335,11 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
         lengths = torch.tensor([s.n_tokens for s in samples], dtype=torch.float32)
         texts = [s.explanation or "" for s in samples]
 
-        def score(batch: list[str], rows=None, vectors: torch.Tensor = vectors) -> torch.Tensor:
+        def score(batch: list[str], rows=None, vectors=vectors, contexts=contexts):
             gold = vectors if rows is None else vectors[rows]  # text i against gold[i]
-            return mse_nrm(ar.reconstruct(batch), gold, scale)
+            if contexts is not None and rows is not None:
+                contexts = [contexts[i] for i in rows]
+            return mse_nrm(ar.reconstruct(batch, contexts=contexts), gold, scale)
 
         with torch.no_grad(), forward_only(ar):
             reward, mse = shaped_rewards(
@@ -405,7 +416,10 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             weight = len(usable) / (n_usable / ctx.world)
             rows = usable or [0]
             with M.autocast(ctx.device):
-                enc = ar.tokenize([texts[i] for i in rows])
+                enc = ar.tokenize(
+                    [texts[i] for i in rows],
+                    None if contexts is None else [contexts[i] for i in rows],
+                )
                 loss = ar_loss(ar_step(**enc), vectors[rows].to(ar.device), scale)
                 (loss * weight).backward()
             _, ar_finite = M.clip_gradients(ar, config.max_grad_norm)
@@ -445,7 +459,9 @@ def _rl(config: RLConfig, ctx, latest: Path | None) -> dict:
             with gathered(av), forward_only(ar):
                 # the policy as it is now (the vllm engine's snapshot may be older)
                 now = dataclasses.replace(sampling, engine="hf", weights=None)
-                result, _ = evaluate_pair(av, ar, held_out, baseline, now, config.seed)
+                result, _ = evaluate_pair(
+                    av, ar, held_out, baseline, now, config.seed, held_contexts
+                )
             last_eval = {f"eval_{k}": v for k, v in result.items()}
             metrics.update(last_eval)
         logger.log(step, metrics)

@@ -23,8 +23,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nlakit.ar_context import CONTEXT_COLUMN, reads_context_at
 from nlakit.config import option
 from nlakit.errors import NLAKitError
+from nlakit.injection_layout import MODES, InjectionLayout
+from nlakit.meta import read_meta
 from nlakit.metrics import FVEBaseline, cosine, fve, mse_nrm
 from nlakit.separators import SEPARATOR, check_separators
 from nlakit.store.names import table_file
@@ -81,6 +84,18 @@ class SFTConfig(TrainingConfig):
         "mean input embedding) before training; the tables' explanations must contain it "
         "(`nlakit teach --separators`)",
     )
+    injection_tokens: int = option(
+        1,
+        "AV: marker positions the activation fills (1 = the released single marker; "
+        "nlakit/injection_layout.py)",
+        ge=1,
+    )
+    injection_mode: str = option(
+        "repeat",
+        "AV, with --injection-tokens > 1: repeat (the vector at every marker) or split (its "
+        "projections onto k subspaces of a fixed random orthogonal basis, drawn from --seed)",
+        choices=MODES,
+    )
     prefix_augment: float = option(
         0.0,
         "AR: the share of rows whose explanation is cut to its first k tokens, k uniform on "
@@ -100,6 +115,21 @@ class SFTConfig(TrainingConfig):
     token_dropout: float = option(
         0.0, "AR: the share of explanation tokens deleted at random in training", ge=0, lt=1
     )
+    ar_blocks: int | None = option(
+        None,
+        "AR: a smaller AR of only the first N blocks (1 … K + 1), still predicting block K "
+        "(default: K + 1)",
+        ge=1,
+    )
+    context: int = option(
+        0,
+        "AR: also read the last N tokens of the text before the token (a context AR, "
+        "nlakit/ar_context.py; 0 = none)",
+        ge=0,
+    )
+    text_only: bool = option(
+        False, "AR with --context: read the text alone, the explanation left empty (the baseline)"
+    )
     input_noise: float = option(
         0.0,
         "AR: Gaussian noise added to the input embeddings in training, its σ as a share of "
@@ -108,18 +138,38 @@ class SFTConfig(TrainingConfig):
     )
 
 
+def _context(config: SFTConfig) -> tuple[str, ...]:
+    """The tables' context column, when the AR trained reads it (a fresh context AR, or
+    a context AR trained on)."""
+    reads = config.context or reads_context_at(config.model)
+    return (CONTEXT_COLUMN,) if config.role == "ar" and reads else ()
+
+
 def _check(config: SFTConfig) -> None:
     if config.role not in ("av", "ar"):
         raise NLAKitError(f"sft role must be 'av' or 'ar', got {config.role!r}")
     if config.separator and config.role != "av":
         raise NLAKitError("--separator is an AV setting (the AR strips separators); drop it.")
-    ar_only = [f for f in ("prefix_augment", "token_dropout", "input_noise") if getattr(config, f)]
+    if config.role != "av" and (config.injection_tokens != 1 or config.injection_mode != "repeat"):
+        raise NLAKitError(
+            "--injection-tokens/--injection-mode: AV settings (how the activation enters the "
+            "AV's prompt; the AR reads text); drop them for `nlakit sft ar`."
+        )
+    ar_fields = ("prefix_augment", "token_dropout", "input_noise", "ar_blocks", "context")
+    ar_only = [f for f in ar_fields if getattr(config, f)]
     if config.reconstructor != "transformer":
         ar_only.append("reconstructor")
     if ar_only and config.role != "ar":
         names = ", ".join("--" + f.replace("_", "-") for f in ar_only)
         raise NLAKitError(
             f"{names}: AR settings (a regularised AR); drop them for `nlakit sft av`."
+        )
+    if config.text_only and not config.context:
+        raise NLAKitError("--text-only is the context AR's baseline: give --context N too.")
+    if config.reconstructor == "linear" and (config.context or config.ar_blocks):
+        raise NLAKitError(
+            "--context and --ar-blocks shape a transformer AR; the linear AR reads the "
+            "explanation's n-grams alone. Drop them, or --reconstructor linear."
         )
     if config.batch_size < 1 or config.grad_accum < 1 or config.steps < 1:
         raise NLAKitError("steps, batch_size and grad_accum must be ≥ 1")
@@ -137,6 +187,7 @@ class _Task:
             self.packed = M.packing_on(config.packing, model)
         else:
             self.texts = table.columns["explanation"]
+            self.contexts = table.columns.get(CONTEXT_COLUMN)
             self.lengths = [len(t) for t in self.texts]
 
     def units(self, rows: list[int]) -> float:
@@ -161,7 +212,8 @@ class _Task:
             texts = truncate_explanations(self.model.tokenizer, texts, c.prefix_augment, generator)
         if c.token_dropout:
             texts = drop_tokens(self.model.tokenizer, texts, c.token_dropout, generator)
-        enc = self.model.tokenize(texts)
+        contexts = None if self.contexts is None else [self.contexts[i] for i in rows]
+        enc = self.model.tokenize(texts, contexts)
         with M.embedding_noise(self.model.backbone, c.input_noise, generator):
             pred = self.forward(**enc)
         scale = self.model.meta.mse_scale_value
@@ -171,7 +223,7 @@ class _Task:
 @torch.no_grad()
 def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | None) -> dict:
     """Held-out loss on `eval.parquet` (for the AR also FVE and mean cosine)."""
-    table = load_table(tables / table_file("eval"), ("response", "explanation"))
+    table = load_table(tables / table_file("eval"), ("response", "explanation", *_context(config)))
     n = min(config.eval_rows, len(table))
     model.eval()
     if config.role == "av":
@@ -180,11 +232,14 @@ def evaluate(config: SFTConfig, model, tables: Path, baseline: FVEBaseline | Non
         for start in range(0, n, 32):
             ids, mask = pad_responses(targets[start : start + 32], model.tokenizer.pad_token_id)
             logp = response_logprobs(model, table.vectors[start : min(start + 32, n)], ids, mask)
-            total += float(-(logp * mask).sum())
+            total += float(-(logp * mask.to(logp.device)).sum())
             count += float(mask.sum())
         model.train()
         return {"eval_loss": total / count}
-    pred = model.reconstruct(table.columns["explanation"][:n])
+    contexts = table.columns.get(CONTEXT_COLUMN)
+    pred = model.reconstruct(
+        table.columns["explanation"][:n], contexts=None if contexts is None else contexts[:n]
+    )
     gold = table.vectors[:n]
     errors = mse_nrm(pred, gold, model.meta.mse_scale_value)
     model.train()
@@ -200,6 +255,13 @@ def sft(config: SFTConfig) -> dict:
     if config.separator:  # the tables must use the separator the AV is given
         path = Path(config.data) / table_file("av_sft")
         check_separators(load_table(path, ("response",)).columns["response"], path)
+    if config.ar_blocks:  # a smaller AR: at most the K + 1 blocks an AR of layer K has
+        layer = read_meta(Path(config.data) / table_file("ar_sft")).layer
+        if config.ar_blocks > layer + 1:
+            raise NLAKitError(
+                f"--ar-blocks {config.ar_blocks}: the tables read block {layer}, so an AR has "
+                f"1 … {layer + 1} blocks."
+            )
     latest = prepare_run(config)  # before anything is written
     if config.reconstructor == "linear":
         from nlakit.train.linear import fit_linear_run
@@ -214,7 +276,7 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
     tables, out = Path(config.data), Path(config.out)
     table = load_table(
         tables / table_file(f"{config.role}_sft"),
-        ("response",) if config.role == "av" else ("explanation",),
+        ("response",) if config.role == "av" else ("explanation", *_context(config)),
     )
     init = config.model or table.meta.extraction.base_model
     torch.manual_seed(config.seed)
@@ -228,6 +290,8 @@ def _sft(config: SFTConfig, ctx, latest: Path | None) -> dict:
         lora,
         config.attention,
         separator=config.separator,
+        shape=M.ARShape.of(config),
+        injection=InjectionLayout.of_config(config),
     )
     check_agrees(model.meta, table.meta)
     model.train()

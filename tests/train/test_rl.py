@@ -265,3 +265,20 @@ def test_rl_trains_with_the_separators_reward(small_tables, trained_pair, tmp_pa
     assert (
         separator_of(ActivationVerbalizer.from_pretrained(tmp_path / "rl" / "av").meta) == SEPARATOR
     )
+
+
+def test_rl_scores_with_a_context_ar_given_each_rows_text(small_tables, trained_pair, tmp_path):
+    from nlakit.ar_context import needs_context
+    from nlakit.models import ActivationReconstructor
+    from nlakit.train.sft import SFTConfig, sft
+
+    sft(SFTConfig(role="ar", data=str(small_tables), out=str(tmp_path / "ctx"), steps=2,
+                  context=16, batch_size=4, warmup=0, eval_every=0, save_every=0,
+                  progress=False))  # fmt: skip
+    pair = (trained_pair[0], tmp_path / "ctx" / "ar")
+    rl(config(small_tables, pair, tmp_path / "rl", steps=2, freeze_ar=False))
+    records = read_metrics(tmp_path / "rl")
+    assert [r["step"] for r in records] == [1, 2]
+    # a context AR refuses to score without the contexts: scoring and evaluation had them
+    assert all(r["reward"] is not None for r in records) and "eval_fve" in records[-1]
+    assert needs_context(ActivationReconstructor.from_pretrained(tmp_path / "rl" / "ar"))

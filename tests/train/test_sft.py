@@ -234,7 +234,7 @@ def test_ar_prefix_augmentation_trains_on_cut_explanations(small_tables, tmp_pat
     monkeypatch.setattr(
         ActivationReconstructor,
         "tokenize",
-        lambda self, texts: seen.extend(texts) or tokenize(self, texts),
+        lambda self, texts, contexts=None: seen.extend(texts) or tokenize(self, texts, contexts),
     )
     fast = dict(batch_size=16, warmup=0, eval_every=0, save_every=0, progress=False)
     sft(SFTConfig(role="ar", data=str(small_tables), out=str(tmp_path / "ar"), steps=3,
@@ -261,3 +261,58 @@ def test_a_regularised_ar_trains_with_token_dropout_and_input_noise(small_tables
         sft(SFTConfig(role="av", data=str(small_tables), out=str(tmp_path / "c"), steps=1,
                       token_dropout=0.2, input_noise=0.1, **fast))  # fmt: skip
     assert not (tmp_path / "c").exists()
+
+
+def test_a_smaller_ar_and_a_context_ar_train_from_the_target_model(small_tables, tmp_path):
+    from nlakit.ar_context import ContextSpec, context_spec
+    from nlakit.models import ActivationReconstructor
+
+    run(small_tables, tmp_path / "small", "ar", steps=2, ar_blocks=1)
+    small = ActivationReconstructor.from_pretrained(tmp_path / "small" / "ar", device="cpu")
+    assert small.blocks == 1 and small.layer == 1  # the tables read block 1
+    out = run(small_tables, tmp_path / "ctx", "ar", steps=2, context=16)
+    assert "eval_fve" in out  # evaluated with the held-out rows' contexts
+    ctx = ActivationReconstructor.from_pretrained(tmp_path / "ctx" / "ar", device="cpu")
+    assert context_spec(ctx.meta) == ContextSpec(16)
+    run(small_tables, tmp_path / "text", "ar", steps=2, context=16, text_only=True)
+    text = ActivationReconstructor.from_pretrained(tmp_path / "text" / "ar", device="cpu")
+    assert context_spec(text.meta).text_only
+    with pytest.raises(NLAKitError, match="reads 16 tokens of context"):  # another context
+        run(small_tables, tmp_path / "more", "ar", steps=1, model=str(tmp_path / "ctx" / "ar"),
+            context=8)  # fmt: skip
+    assert not (tmp_path / "more" / "ar").exists()
+    run(small_tables, tmp_path / "on", "ar", steps=1, model=str(tmp_path / "ctx" / "ar"))
+    # a plain AR checkpoint made smaller and given a context slot, then trained on
+    run(small_tables, tmp_path / "plain", "ar", steps=1)
+    plain = str(tmp_path / "plain" / "ar")
+    run(small_tables, tmp_path / "cut", "ar", steps=1, model=plain, ar_blocks=1, context=16)
+    cut = ActivationReconstructor.from_pretrained(tmp_path / "cut" / "ar", device="cpu")
+    assert cut.blocks == 1 and cut.layer == 1 and context_spec(cut.meta) == ContextSpec(16)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            dict(role="ar", ar_blocks=3),
+            r"--ar-blocks 3: the tables read block 1, so an AR has 1 … 2",
+        ),
+        (dict(role="ar", text_only=True), "give --context N too"),
+        (dict(role="ar", context=8, reconstructor="linear"), "shape a transformer AR"),
+        (dict(role="av", context=8), "--context: AR settings"),
+    ],
+)
+def test_ar_shapes_are_refused_before_anything_is_written(
+    small_tables, tmp_path, settings, message
+):
+    with pytest.raises(NLAKitError, match=message):
+        run(small_tables, tmp_path / "x", steps=1, **settings)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_av_sft_evaluates_on_cuda(small_tables, tmp_path):
+    """The held-out AV loss moves the response mask to the model's device (it raised a
+    device mismatch at the end of every AV SFT on CUDA)."""
+    result = run(small_tables, tmp_path / "av", "av", steps=2, lr=1e-3, device="cuda")
+    assert 0 < result["eval_loss"] < float("inf")
