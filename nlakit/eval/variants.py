@@ -36,7 +36,9 @@ Writes `RUN/eval/variants/` (or `--out`):
     ar_{variant}/, ar_text_only/   the variants' ARs (reused when finished)
     {variant}/                     each variant's RL run (resumable, as every sweep's)
     rows_{variant}.parquet         per row: the explanation, each judge's mse_nrm
-    table.csv, summary.json        one row per variant (and the warm start)
+    table.csv, summary.json        one row per variant (and the warm start), with each
+                                   variant's common-AR FVE less plain RL's, paired
+                                   (`delta_common_vs_plain`, CI)
     plot.png                       common-AR FVE and gain over the text, per variant
 """
 
@@ -229,9 +231,12 @@ def variants_sweep(config: VariantsConfig) -> dict:
     text_only = load_reconstructor(variant_ar(config, paths, ar, "text_only"), **load)
     judges = {"common": common, "context": context_ar, "text_only": text_only}
 
+    common_errors: dict[str, torch.Tensor] = {}  # per variant, the common AR's per-row errors
+
     def evaluate(name: str, method_av, own, trained=(0, 0.0)) -> dict:
         result = explain(method_av, vectors, cap, config.seed)
         errors = judged({**judges, "own": own}, result["explanation"], contexts, vectors)
+        common_errors[name] = errors["common"]
         write_parquet(out_dir / f"rows_{name}.parquet", rows_file(result, errors, rows, n))
         row = variant_row(name, result, errors, rows, contexts, config, records)
         row["rl_steps"], row["rl_seconds"] = trained[0], round(trained[1], 1)
@@ -250,6 +255,14 @@ def variants_sweep(config: VariantsConfig) -> dict:
         own = load_reconstructor(scorer, **load)
         method_av = load_pair(run_dir / "av", scorer, config)[0]
         table.append(evaluate(name, method_av, own, training_record(run_dir)))
+    if "plain" in common_errors:  # paired against plain RL: same rows, same sampling seed
+        for row, name in zip(table, names, strict=True):
+            if name != "plain":
+                d = fve_drop(common_errors["plain"], common_errors[name], rows.baseline,
+                             seed=config.seed)  # fmt: skip
+                row.update(delta_common_vs_plain=-d["fve_drop"],
+                           delta_common_vs_plain_ci_low=-d["ci_high"],
+                           delta_common_vs_plain_ci_high=-d["ci_low"])  # fmt: skip
     summary = {
         "run": str(paths.root),
         "av_start": str(av),

@@ -75,8 +75,12 @@ def test_variants_sweep_trains_each_reader_and_judges_four_ways(variants_run, mo
         low, high = row["gain_over_text_ci_low"], row["gain_over_text_ci_high"]
         assert low <= row["gain_over_text"] <= high
         assert "true_genre" in row  # the toy world's truth per field
-    plain = summary["variants"][0]
+    plain, linear = summary["variants"][:2]
     assert plain["fve_own_ar"] == plain["fve_common_ar"]  # the plain variant's AR is the common
+    assert "delta_common_vs_plain" not in plain
+    gain = linear["fve_common_ar"] - plain["fve_common_ar"]  # the paired gain is the difference
+    assert linear["delta_common_vs_plain"] == pytest.approx(gain, abs=1e-5)
+    assert linear["delta_common_vs_plain_ci_low"] <= gain <= linear["delta_common_vs_plain_ci_high"]
     rows = pq.read_table(out / "rows_context.parquet").to_pydict()
     # the gain is the context AR's FVE less the text-only AR's, on the same rows
     ctx, text = torch.tensor(rows["mse_nrm_context"]), torch.tensor(rows["mse_nrm_text_only"])
