@@ -157,6 +157,18 @@ def explanations_path(data_dir: str | os.PathLike, teacher: str | None) -> Path:
     return found[0]
 
 
+def explanations_prompt(path: Path) -> str | None:
+    """The prompt (`structured@v1`) that wrote the explanations at `path`, from the report
+    `nlakit teach` wrote beside them; None when the report records none (sets taught
+    before prompts were named) or is missing."""
+    report_path = path.with_suffix(".json")
+    if not report_path.is_file():
+        return None
+    report = read_json(report_path, "the teacher's report", "Re-run `nlakit teach`.")
+    prompt = report.get("prompt")
+    return prompt if isinstance(prompt, str) else None
+
+
 def _ok_explanations(path: Path) -> tuple[dict[tuple[str, int], str], dict]:
     """The usable explanations by (doc_id, position), and the count of each status."""
     table = read_parquet(
@@ -269,6 +281,7 @@ def _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_co
     record_path = out / BUILD_RECORD
     keys = list(zip(rows["doc_id"].to_pylist(), rows["position"].to_pylist(), strict=True))
     splits = rows["split"].to_pylist()
+    prompt = explanations_prompt(expl_path)
     counts = {}
     for stage in SPLITS:
         index = [
@@ -277,9 +290,10 @@ def _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_co
         # Typed indices: an empty stage (a small corpus) must take no rows, not fail.
         taken = rows.take(pa.array(index, pa.int64()))
         table = split_table(taken, [ok[keys[i]] for i in index], stage, meta)
-        extraction = dataclasses.replace(
-            ex, injection_scale=scale, extra={**ex.extra, "teacher_explanations": expl_path.name}
-        )
+        extra = {**ex.extra, "teacher_explanations": expl_path.name}
+        if prompt is not None:
+            extra["teacher_prompt"] = prompt
+        extraction = dataclasses.replace(ex, injection_scale=scale, extra=extra)
         write_table(
             out / table_file(stage),
             table,
@@ -310,6 +324,7 @@ def _write_tables(config, out, base, meta, scale, rows, expl_path, ok, status_co
         "config": dataclasses.asdict(config),
         "rows": counts,
         "teacher_status": status_counts,
+        "teacher_prompt": prompt,
         "rows_without_explanation": len(keys) - sum(1 for k in keys if k in ok),
         "baseline": {"variance": baseline.variance, "n": baseline.n},
         "injection_char": meta.tokens.injection_char,

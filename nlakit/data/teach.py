@@ -10,6 +10,12 @@ teacher, prompt and sampling parameters), so a re-run or a crash never repeats a
 paid call. The explanations land in `DIR/explanations/<teacher>.parquet` with
 their status (`ok`, `missing_tags`, `refusal`, `too_few_features`, `error`), and
 the counts, tokens and cost in `DIR/explanations/<teacher>.json`.
+
+`--prompt structured` or `--prompt many-short` asks for another layout
+(`nlakit.data.teacher_prompts`; the oracle writes the same layouts) and writes the
+set `<teacher>_<prompt>`, so variants never overwrite each other; the report records
+the prompt's name and version (`structured@v1`), and `nlakit build` carries it into
+the tables. `--prompt plain` (the default) keeps the set name `<teacher>`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from nlakit.atomic import write_json, write_parquet
-from nlakit.config import Config, option
+from nlakit.config import Config, ConfigError, option
 from nlakit.data.extract import load_rows
 from nlakit.data.tables import teacher_slug
+from nlakit.data.teacher_prompts import PROMPTS, get_prompt
 from nlakit.errors import NLAKitError
+from nlakit.layouts import DEFAULT_LAYOUT
 from nlakit.meta import read_meta
 from nlakit.separators import SEPARATOR, add_separators
 from nlakit.store.names import EXPLANATIONS_DIR
@@ -36,6 +44,13 @@ class TeachConfig(Config):
 
     data: str = option(help="extraction directory")
     teacher: str = option(help="anthropic:MODEL, openai:MODEL@BASE_URL, hf:PATH, or toyworld")
+    prompt: str = option(
+        DEFAULT_LAYOUT,
+        "explanation prompt: plain (2-3 features), structured (Genre/Topic/Context/Token/"
+        "Next fields) or many-short (5-8 short features); a variant writes the set "
+        "TEACHER_PROMPT",
+        choices=tuple(PROMPTS),
+    )
     concurrency: int = option(8, "requests in flight at once", ge=1)
     max_tokens: int = option(400, "reply cap, in tokens", ge=1)
     temperature: float = option(1.0, "teacher sampling temperature", ge=0)
@@ -60,6 +75,17 @@ class TeachConfig(Config):
         "the set TEACHER_separators (`nlakit build --teacher TEACHER_separators`)",
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.separators and self.prompt == "structured":
+            # Separators go after sentences; structured fields are not sentences, so the
+            # set would carry none between fields and stray ones inside quotes.
+            raise ConfigError(
+                "--separators with --prompt structured: separators go after every sentence "
+                "and the structured fields are not sentences, so none would fall between "
+                "them; use --prompt plain or many-short with --separators."
+            )
+
 
 COLUMNS = ["doc_id", "position", "token", "detokenized_text_truncated"]
 
@@ -79,10 +105,20 @@ def _results_table(rows: pa.Table, results: list[dict]) -> pa.Table:
     )
 
 
+def explanation_set_name(config: TeachConfig) -> str:
+    """The file stem of the explanations `config` writes: the teacher, then the prompt
+    unless it is the plain one, then `separators` when they are added."""
+    name = teacher_slug(config.teacher)
+    if config.prompt != DEFAULT_LAYOUT:
+        name += f"_{config.prompt}"
+    return name + ("_separators" if config.separators else "")
+
+
 def oracle_explanations(
-    data_dir: str, spec: str, rows: pa.Table, context_rate: float = 0.8
+    data_dir: str, spec: str, rows: pa.Table, context_rate: float = 0.8, layout: str = "plain"
 ) -> list[dict]:
-    """The toy world's oracle explanation of every row (true by construction)."""
+    """The toy world's oracle explanation of every row (true by construction), in
+    `layout` (`nlakit.layouts.LAYOUTS`)."""
     # Lazy: the toy world is one optional corpus; data does not depend on it otherwise.
     from nlakit.toyworld.oracle import explain_record, oracle_rng
     from nlakit.toyworld.world import World
@@ -111,7 +147,8 @@ def oracle_explanations(
                 f"not the world tokenizer's {getattr(record, 'token', None)!r}; extract with "
                 "the world's model."
             )
-        text = explain_record(record, oracle_rng(world.seed, doc.doc_id, position), context_rate)
+        rng = oracle_rng(world.seed, doc.doc_id, position)
+        text = explain_record(record, rng, context_rate, layout)
         out.append(
             {
                 "explanation": text,
@@ -131,8 +168,11 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
     if config.limit is not None:
         rows = rows.slice(0, config.limit)
     start = time.perf_counter()
+    prompt = get_prompt(config.prompt)
     if config.teacher == "toyworld" or config.teacher.startswith("toyworld:"):
-        results = oracle_explanations(config.data, config.teacher, rows, config.oracle_context)
+        results = oracle_explanations(
+            config.data, config.teacher, rows, config.oracle_context, prompt.name
+        )
         report = {
             "teacher": config.teacher,
             "requests": rows.num_rows,
@@ -171,7 +211,12 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
         )
         cache = config.cache or str(Path(config.data) / "teacher_cache.sqlite")
         answers, report = run_teacher(
-            config.teacher, requests, teacher_config, cache_path=cache, progress=progress
+            config.teacher,
+            requests,
+            teacher_config,
+            cache_path=cache,
+            progress=progress,
+            prompt_of=prompt.write,
         )
         results = [asdict(a) for a in answers]
     if config.separators:
@@ -179,10 +224,10 @@ def teach(config: TeachConfig, progress: bool = True) -> dict:
             if r["explanation"] is not None:
                 r["explanation"] = add_separators(r["explanation"])
     report["seconds"] = round(time.perf_counter() - start, 2)
+    report["prompt"] = prompt.tag
     folder = Path(config.data) / EXPLANATIONS_DIR
     folder.mkdir(exist_ok=True)
-    name = teacher_slug(config.teacher) + ("_separators" if config.separators else "")
-    path = folder / f"{name}.parquet"
+    path = folder / f"{explanation_set_name(config)}.parquet"
     write_parquet(path, _results_table(rows, results))
     report["explanations"] = str(path)
     write_json(path.with_suffix(".json"), report)

@@ -1,8 +1,9 @@
 """The teacher step of the data pipeline: an LLM explains what a model's internal
 state at one token represents, and those explanations become AV training targets.
 
-Each `TeachRequest` is a text prefix ending at the token of interest.
-`teacher_prompt` turns it into our prompt; a `Teacher` (see `teacher_backends`:
+Each `TeachRequest` is a text prefix ending at the token of interest. A named,
+versioned prompt (`teacher_prompts.PROMPTS`: plain, structured, many-short; by default
+the plain `teacher_prompt`) turns it into the request; a `Teacher` (`teacher_backends`:
 Anthropic, OpenAI-compatible servers, local transformers models) answers it;
 `parse_reply` pulls the explanation out of the tags and filters unusable replies.
 `teach_all` runs many requests with bounded concurrency, retries with backoff,
@@ -16,7 +17,6 @@ that also returns a report (status counts, tokens, approximate cost).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
@@ -36,9 +36,17 @@ from nlakit.data.teacher_backends import (
     redact_secrets,
 )
 from nlakit.data.teacher_cache import TeacherCache
+from nlakit.data.teacher_prompts import (
+    PROMPTS,
+    TeacherPrompt,
+    TeachRequest,
+    get_prompt,
+    teacher_prompt,
+)
 from nlakit.generation import parse_explanation
 
 __all__ = [
+    "PROMPTS",
     "STATUSES",
     "Completion",
     "RetryableError",
@@ -47,7 +55,9 @@ __all__ = [
     "Teacher",
     "TeacherCache",
     "TeacherConfig",
+    "TeacherPrompt",
     "estimate_cost",
+    "get_prompt",
     "make_teacher",
     "parse_reply",
     "run_teacher",
@@ -111,16 +121,6 @@ _SHORT_REPLY_CHARS = 400
 
 
 @dataclass
-class TeachRequest:
-    """One row to explain: `prefix` is the text up to and including the final token,
-    `token` that token's text; `key` a unique row id such as "doc_id:position"."""
-
-    key: str
-    prefix: str
-    token: str
-
-
-@dataclass
 class TeachResult:
     """The teacher's answer for one row. `explanation` is set only when status is "ok";
     `raw` is the full reply ("" when the request failed); token counts are the
@@ -160,32 +160,6 @@ class TeacherConfig(Config):
     )
 
 
-def teacher_prompt(request: TeachRequest) -> str:
-    """Our prompt asking the teacher to explain the state at `request`'s final token."""
-    token = json.dumps(request.token, ensure_ascii=False)
-    return (
-        "A language model has just read the text below, one token at a time. Describe what "
-        "its internal state at the FINAL token of the text most likely represents: what it "
-        "has worked out about the text so far, and what it is getting ready to predict next.\n"
-        "\n"
-        f"<text>\n{request.prefix}\n</text>\n"
-        "\n"
-        f"The final token is {token} (quoted as a JSON string, so leading spaces and "
-        "newlines are visible).\n"
-        "\n"
-        "Write 2 or 3 features of that state, the most important first, each on its own line:\n"
-        '- The first line says what kind of text this is and what it is about, as "Genre: '
-        'description" (for example "Recipe blog: a home cook explains how to proof bread '
-        'dough").\n'
-        "- The last line is about the final token itself: the role it plays where it stands, "
-        "and what must or will most likely come right after it.\n"
-        "- A middle line, if you write one, covers anything else the model has to keep track "
-        "of here (a speaker, an open bracket or quote, a list in progress, a tense, a number).\n"
-        "Use about 80 to 100 words in total. Put the features inside "
-        "<explanation></explanation> tags, and write nothing before or after the tags."
-    )
-
-
 def _is_refusal(text: str) -> bool:
     opening = text.strip().lstrip("\"'*_#> ").lower().replace("\u2019", "'")
     if opening.startswith(_REFUSAL_OPENINGS):
@@ -199,6 +173,8 @@ def parse_reply(text: str) -> tuple[str | None, str]:
     "refusal": no complete tags and the reply reads as a refusal; "missing_tags": no
     complete `<explanation>…</explanation>`; "too_few_features": fewer than 2
     non-empty lines inside the tags; else "ok" with the stripped text inside them.
+    Every prompt's layout passes the same check: a structured reply has a line per
+    field, a many-short reply 5–8 lines.
     """
     explanation = parse_explanation(text)
     if explanation is None:
@@ -424,9 +400,11 @@ def run_teacher(
     config: TeacherConfig | None = None,
     cache_path: str | os.PathLike | None = None,
     progress: bool = True,
+    prompt_of: Callable[[TeachRequest], str] = teacher_prompt,
     **teacher_kwargs,
 ) -> tuple[list[TeachResult], dict]:
-    """Run `teach_all` with the teacher `spec` names; returns (results, report).
+    """Run `teach_all` with the teacher `spec` names and the prompt `prompt_of` writes
+    (a `PROMPTS[name].write`; default the plain prompt); returns (results, report).
 
     The report: teacher, requests, calls (paid calls made), cache_hits,
     status_counts, input_tokens / output_tokens (of the paid calls), cost_usd
@@ -435,7 +413,12 @@ def run_teacher(
     config = config or TeacherConfig()
     start = time.monotonic()
     results = teach_sync(
-        lambda: make_teacher(spec, **teacher_kwargs), requests, config, cache_path, progress
+        lambda: make_teacher(spec, **teacher_kwargs),
+        requests,
+        config,
+        cache_path,
+        progress,
+        prompt_of,
     )
     paid = [r for r in results if not r.cached]
     input_tokens = sum(r.input_tokens for r in paid)

@@ -1,5 +1,5 @@
 """What shape the explanations take: paragraphs, a "Genre: description" first line,
-quotes of the input, an opening word, and length.
+quotes of the input, an opening word, the teacher prompts' layouts, and length.
 
     nlakit analyze format --run RUN                                  # the AV's explanations
     nlakit analyze format --run RUN --column teacher_explanation     # the teacher's
@@ -9,7 +9,11 @@ is a genre line (a label of 1–4 words, a colon, then text: "Recipe: how to mak
 whether it quotes the input (a double-quoted span of at least one word that occurs in the
 row's context, punctuation and case aside); whether it starts with `--starts-with`; its length in
 tokens (the AV's sampled `n_tokens` for the `explanation` column, else counted with the
-run's AR tokenizer). Reported overall and per `source`; writes
+run's AR tokenizer). The layouts of `nlakit teach --prompt` (`nlakit.layouts`): whether
+it follows the structured layout (Genre/Topic/Context/Token/Next lines, in order) and
+which of those fields it has; whether it follows the many-short layout (5–8 features of
+at most 10 words); its features (non-empty lines) and words per feature, for any run,
+whichever prompt its teacher had. Reported overall and per `source`; writes
 RUN/eval/format/{table.csv,summary.json,plot.png}. No model is run.
 """
 
@@ -26,10 +30,24 @@ from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import figure
 from nlakit.eval.rows import EvalRows, load_rows
+from nlakit.layouts import (
+    STRUCTURED_FIELDS,
+    feature_lines,
+    fields_present,
+    follows_many_short,
+    follows_structured,
+    word_count,
+)
 from nlakit.models import load_tokenizer
 
 NAME = directory_of(__name__)  # RUN/eval/format/
-SHARES = ("share_genre_line", "share_quotes_input", "share_starts_with")
+SHARES = (
+    "share_genre_line",
+    "share_quotes_input",
+    "share_starts_with",
+    "share_structured",
+    "share_many_short",
+)
 
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
 # A label of 1-4 words (the first starts with a letter), a colon, whitespace, then text.
@@ -87,6 +105,28 @@ def starts_with_word(text: str, word: str) -> bool:
     return re.match(rf"\s*{re.escape(word)}(?!\w)", text) is not None
 
 
+def layout_stats(texts: list[str]) -> dict[str, float]:
+    """The teacher prompts' layouts in one group of explanations (`nlakit.layouts`):
+    shares following the structured and the many-short layout, the share holding each
+    structured field (`share_field_genre`, …), features (non-empty lines) per
+    explanation, and words per feature (all the group's words over all its features;
+    0 when it has none)."""
+    features = [feature_lines(t) for t in texts]
+    n_features = sum(map(len, features))
+    n_words = sum(word_count(f) for lines in features for f in lines)
+    present = [fields_present(t) for t in texts]
+    return {
+        "share_structured": float(np.mean([follows_structured(t) for t in texts])),
+        **{
+            f"share_field_{field.lower()}": float(np.mean([field in p for p in present]))
+            for field in STRUCTURED_FIELDS
+        },
+        "share_many_short": float(np.mean([follows_many_short(t) for t in texts])),
+        "mean_features": float(np.mean([len(lines) for lines in features])),
+        "mean_words_per_feature": n_words / n_features if n_features else 0.0,
+    }
+
+
 def format_stats(
     texts: list[str], contexts: list[str], lengths: list[int], word: str
 ) -> dict[str, float | int]:
@@ -105,6 +145,7 @@ def format_stats(
         "share_starts_with": float(np.mean([starts_with_word(t, word) for t in texts])),
         "mean_paragraphs": float(np.mean([len(paragraphs(t)) for t in texts])),
         "mean_tokens": float(np.mean(lengths)),
+        **layout_stats(texts),
     }
 
 
@@ -171,7 +212,13 @@ def explanation_format(config: FormatsConfig) -> dict:
 
 def _plot(stats: dict[str, dict], config: FormatsConfig):
     """Grouped bars: one group per format feature, one bar per source."""
-    labels = ["genre line", "quotes input", f'starts with "{config.starts_with}"']
+    labels = [
+        "genre\nline",
+        "quotes\ninput",
+        f'starts with\n"{config.starts_with}"',
+        "structured\nlayout",
+        "many-short\nlayout",
+    ]
     fig, ax = figure(
         f"Explanation format ({config.column})", "format feature", "share of explanations"
     )

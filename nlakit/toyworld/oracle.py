@@ -1,20 +1,33 @@
 """The oracle teacher: explanations written from the latent record, true by construction.
 
-An explanation has 2–3 features, one per line, most important first:
+The plain layout (the default) has 2–3 features, one per line, most important first:
 
 1. a genre/topic line, `Genre: description` (genre, topic, main entity, sometimes tone);
 2. (usually) a feature that quotes the nearby text and says which part of the
    document it is in;
 3. a feature about the final token: its role, and what must come next.
 
+The other layouts of `nlakit.layouts` say the same facts in another shape:
+
+    structured                                  many-short
+    Genre: Recipe, upbeat in tone               Recipe, upbeat.
+    Topic: honey bread                          Honey bread.
+    Context: the method; the text reads "…"     In the method.
+    Token: " the", an instruction word          Text reads "…".
+    Next: another word                          Final token " the".
+                                                An instruction word.
+                                                Next comes another word.
+
 Wording varies (several frames and synonyms per statement), so explanations are
-not one fixed template; the choice is seeded by (seed, doc_id, position).
+not one fixed template; the choice is seeded by (seed, doc_id, position), and one
+seed gives every layout the same facts in the same words (`draw_wording`).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
 from nlakit.toyworld.documents import Document, TokenRecord, token_records
 from nlakit.toyworld.labels import CONTINUATIONS, GENRE_NAMES, ROLES, SECTIONS, TONE_WORDS, TOPICS
@@ -47,6 +60,18 @@ _TOKEN_LINES = (
     '"{K}" ends the text and is {R}{F}.',
 )
 _NEXT_LINES = ("Next must come {N}.", "It must be followed by {N}.", "What follows is {N}.")
+# The topic and main entity in a few words (the structured and many-short layouts).
+_TOPIC_PHRASES = {
+    "chat": "{T}, mentioning {E}",
+    "recipe": "{E} {T}",
+    "sports": "{T}, {E}",
+    "weather": "{T} weather for {E}",
+    "code": "{T} function named {E}",
+    "list": "{T} for {E}",
+    "story": "{E} in the {T}",
+    "poem": "the {T}, by {E}",
+    "news": "{T} news from {E}",
+}
 
 
 def show_token(token: str) -> str:
@@ -73,34 +98,133 @@ def _flags(record: TokenRecord) -> str:
     return "".join(f", {f}" for f in flags[:2])
 
 
-def explain_record(record: TokenRecord, rng: random.Random, context_rate: float = 0.8) -> str:
-    """The oracle's explanation of one token, from its latent record; the context
-    feature appears in a share `context_rate` of explanations."""
-    topic_alias = rng.choice(TOPICS[record.genre][record.topic])
+@dataclass(frozen=True)
+class Wording:
+    """The oracle's random choices for one token: every fact's surface form and the
+    plain layout's frames, drawn in one fixed order so that each layout of a token
+    states the same facts in the same words."""
+
+    topic: str  # the topic alias
+    tone: str  # the tone word
+    genre_frame: str  # the plain genre line; its tone is stated only where it holds one
+    genre_name: str
+    token_frame: str
+    role: str
+    next_frame: str
+    continuation: str
+    context_frame: str | None  # None: no context feature
+    section: str | None
+
+    @property
+    def says_tone(self) -> bool:
+        return "tone}" in self.genre_frame
+
+
+def draw_wording(record: TokenRecord, rng: random.Random, context_rate: float) -> Wording:
+    """Draw the wording of `record`'s explanation; the context feature is drawn with
+    probability `context_rate`. The order of the draws is the plain layout's as first
+    written, so its explanations (and every table made from them) stay as they were."""
+    topic = rng.choice(TOPICS[record.genre][record.topic])
     tone = rng.choice(TONE_WORDS[record.tone])
-    line1 = rng.choice(_GENRE_LINES[record.genre]).format(
-        G=rng.choice(GENRE_NAMES[record.genre]),
-        T=topic_alias,
+    genre_frame = rng.choice(_GENRE_LINES[record.genre])
+    genre_name = rng.choice(GENRE_NAMES[record.genre])
+    token_frame = rng.choice(_TOKEN_LINES)
+    role = rng.choice(ROLES[record.role])
+    next_frame = rng.choice(_NEXT_LINES)
+    continuation = rng.choice(CONTINUATIONS[record.next_kind])
+    context_frame = section = None
+    if rng.random() < context_rate:
+        context_frame = rng.choice(_CONTEXT_LINES)
+        section = rng.choice(SECTIONS[record.section])
+    return Wording(
+        topic,
+        tone,
+        genre_frame,
+        genre_name,
+        token_frame,
+        role,
+        next_frame,
+        continuation,
+        context_frame,
+        section,
+    )
+
+
+def plain_layout(record: TokenRecord, w: Wording) -> str:
+    """Genre line, optional context line, final-token line (2–3 features)."""
+    line1 = w.genre_frame.format(
+        G=w.genre_name,
+        T=w.topic,
         E=record.entity,
-        tone=tone,
-        a_tone=("an " if tone[0] in "aeiou" else "a ") + tone,
+        tone=w.tone,
+        a_tone=("an " if w.tone[0] in "aeiou" else "a ") + w.tone,
     )
     line3 = (
-        rng.choice(_TOKEN_LINES).format(
-            K=show_token(record.token), R=rng.choice(ROLES[record.role]), F=_flags(record)
-        )
+        w.token_frame.format(K=show_token(record.token), R=w.role, F=_flags(record))
         + " "
-        + rng.choice(_NEXT_LINES).format(N=rng.choice(CONTINUATIONS[record.next_kind]))
+        + w.next_frame.format(N=w.continuation)
     )
     lines = [line1]
-    if rng.random() < context_rate:
-        lines.append(
-            rng.choice(_CONTEXT_LINES).format(
-                S=rng.choice(SECTIONS[record.section]), C=context_quote(record.context)
-            )
-        )
+    if w.context_frame is not None:
+        lines.append(w.context_frame.format(S=w.section, C=context_quote(record.context)))
     lines.append(line3)
     return "\n".join(lines)
+
+
+def _topic(record: TokenRecord, w: Wording) -> str:
+    return _TOPIC_PHRASES[record.genre].format(T=w.topic, E=record.entity)
+
+
+def structured_layout(record: TokenRecord, w: Wording) -> str:
+    """One field per line (`nlakit.layouts.STRUCTURED_FIELDS`): Genre, Topic, Context
+    (where the plain layout has its context line), Token, Next."""
+    fields = {
+        "Genre": w.genre_name + (f", {w.tone} in tone" if w.says_tone else ""),
+        "Topic": _topic(record, w),
+        "Context": None
+        if w.context_frame is None
+        else f'{w.section}; the text reads "{context_quote(record.context)}"',
+        "Token": f'"{show_token(record.token)}", {w.role}{_flags(record)}',
+        "Next": w.continuation,
+    }
+    return "\n".join(f"{name}: {value}" for name, value in fields.items() if value is not None)
+
+
+def _sentence(phrase: str) -> str:
+    return phrase[0].upper() + phrase[1:] + "."
+
+
+def many_short_layout(record: TokenRecord, w: Wording) -> str:
+    """The same facts as short features, one per line (5–8): genre (and tone), topic,
+    the section and the text before (where the plain layout has them), the final token,
+    its role, what else holds of it, and what comes next."""
+    lines = [w.genre_name + (f", {w.tone}" if w.says_tone else ""), _topic(record, w)]
+    if w.context_frame is not None:
+        lines += [f"in {w.section}", f'text reads "{context_quote(record.context)}"']
+    lines += [f'final token "{show_token(record.token)}"', w.role]
+    flags = _flags(record).removeprefix(", ")
+    if flags:
+        lines.append(flags)
+    lines.append(f"next comes {w.continuation}")
+    return "\n".join(map(_sentence, lines))
+
+
+LAYOUTS = {
+    "plain": plain_layout,
+    "structured": structured_layout,
+    "many-short": many_short_layout,
+}
+
+
+def explain_record(
+    record: TokenRecord, rng: random.Random, context_rate: float = 0.8, layout: str = "plain"
+) -> str:
+    """The oracle's explanation of one token, from its latent record, in `layout`
+    (`nlakit.layouts.LAYOUTS`); the context feature appears in a share `context_rate`
+    of explanations. With the same rng state every layout states the same facts."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[layout](record, draw_wording(record, rng, context_rate))
 
 
 def oracle_rng(seed: int, doc_id: int, position: int) -> random.Random:

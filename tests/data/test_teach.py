@@ -116,3 +116,114 @@ def test_the_oracle_with_separators_writes_a_set_of_its_own(acts, tmp_path, caps
     )
     response = pq.read_table(tmp_path / "tables" / "av_sft.parquet")["response"][0].as_py()
     assert SEPARATOR in response
+
+
+def test_prompt_variants_write_sets_of_their_own(acts, tmp_path, capsys):
+    """`--prompt` for the oracle: each layout is its own set, named after the teacher and
+    the prompt; the plain set keeps its name and its bytes; the prompt's version is in the
+    report and in the sidecars of the tables built from the set, and reads back."""
+    import shutil
+
+    from nlakit.data.teach import TeachConfig, explanation_set_name
+    from nlakit.layouts import follows_many_short, follows_structured
+    from nlakit.meta import read_meta
+
+    data = tmp_path / "acts"
+    shutil.copytree(acts, data, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    folder = data / "explanations"
+    assert main(["teach", "--data", str(data), "--teacher", "toyworld"]) == 0
+    plain_bytes = (folder / "toyworld.parquet").read_bytes()
+    for prompt in ("structured", "many-short"):
+        assert (
+            main(["teach", "--data", str(data), "--teacher", "toyworld", "--prompt", prompt]) == 0
+        )
+    assert main(["teach", "--data", str(data), "--teacher", "toyworld", "--prompt", "plain"]) == 0
+    assert (folder / "toyworld.parquet").read_bytes() == plain_bytes
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [
+        "toyworld.parquet",
+        "toyworld_many-short.parquet",
+        "toyworld_structured.parquet",
+    ]
+    assert (
+        explanation_set_name(
+            TeachConfig(data="d", teacher="toyworld", prompt="many-short", separators=True)
+        )
+        == "toyworld_many-short_separators"
+    )
+    reports = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert {k: r["prompt"] for k, r in reports.items()} == {
+        "toyworld": "plain@v1",
+        "toyworld_structured": "structured@v1",
+        "toyworld_many-short": "many-short@v1",
+    }
+    texts = {
+        stem: pq.read_table(folder / f"{stem}.parquet")["explanation"].to_pylist()
+        for stem in reports
+    }
+    assert all(map(follows_structured, texts["toyworld_structured"]))
+    assert all(map(follows_many_short, texts["toyworld_many-short"]))
+    assert not any(map(follows_structured, texts["toyworld"]))
+
+    out = tmp_path / "tables"
+    argv = ["build", "--data", str(data), "--teacher", "toyworld_structured", "--out", str(out)]
+    assert main(argv) == 0
+    meta = read_meta(out / "ar_sft.parquet")
+    assert meta.extraction.extra["teacher_prompt"] == "structured@v1"
+    assert meta.extraction.extra["teacher_explanations"] == "toyworld_structured.parquet"
+    assert json.loads((out / "build.json").read_text())["teacher_prompt"] == "structured@v1"
+    explanation = pq.read_table(out / "ar_sft.parquet")["explanation"][0].as_py()
+    assert follows_structured(explanation)
+
+
+def test_an_unknown_prompt_is_refused_before_anything_is_written(acts, tmp_path, capsys):
+    import shutil
+
+    from nlakit.config import ConfigError
+    from nlakit.data.teach import TeachConfig
+
+    data = tmp_path / "acts"
+    shutil.copytree(acts, data, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    argv = ["teach", "--data", str(data), "--teacher", "toyworld", "--prompt", "bullets"]
+    with pytest.raises(SystemExit) as info:  # a usage error from the parser
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'bullets'" in err and "'plain', 'structured', 'many-short'" in err
+    assert not (data / "explanations").exists()
+    with pytest.raises(ConfigError, match="prompt must be one of 'plain', 'structured'"):
+        TeachConfig(data=str(data), teacher="toyworld", prompt="bullets")
+    with pytest.raises(ConfigError, match="--separators with --prompt structured"):
+        TeachConfig(data=str(data), teacher="toyworld", prompt="structured", separators=True)
+
+
+def test_api_teacher_is_sent_the_chosen_prompt(acts, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = tmp_path / "acts"
+    shutil.copytree(acts, data, ignore=shutil.ignore_patterns("explanations", "*.sqlite"))
+    reply = '<explanation>\nGenre: Story\nTopic: a walk\nToken: " the", a word\nNext: a noun\n</explanation>'
+    with FakeLLM() as fake:
+        fake.reply(reply, times=40)
+        spec = f"openai:local-model@{fake.openai_url}"
+        argv = [
+            "teach",
+            "--data",
+            str(data),
+            "--teacher",
+            spec,
+            "--prompt",
+            "structured",
+            "--concurrency",
+            "1",
+            "--limit",
+            "3",
+        ]
+        assert main(argv) == 0
+        prompts = [r.prompt for r in fake.requests]
+    assert len(prompts) == 3
+    assert all("\nTopic: what the text is about" in p for p in prompts)
+    (path,) = (data / "explanations").glob("*_structured.parquet")
+    table = pq.read_table(path).to_pylist()
+    assert [r["status"] for r in table] == ["ok"] * 3
+    assert json.loads(path.with_suffix(".json").read_text())["prompt"] == "structured@v1"

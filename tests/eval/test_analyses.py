@@ -26,7 +26,7 @@ def test_the_cli_views_keep_their_shape():
     assert list(ANALYSES) == [
         "tokens", "format", "ablation", "stego", "text-baseline", "prefix", "truth"
     ]  # fmt: skip
-    assert list(SWEEPS) == ["length", "ordering"]
+    assert list(SWEEPS) == ["length", "ordering", "variants"]
     assert ANALYSES["tokens"][:4] == (
         "nlakit.eval.token_types", "TokenTypesConfig", "token_types", "token_types"
     )  # fmt: skip

@@ -15,6 +15,7 @@ from nlakit.eval.formats import (
     explanation_format,
     format_stats,
     has_genre_line,
+    layout_stats,
     paragraphs,
     quoted_spans,
     quotes_input,
@@ -114,6 +115,56 @@ def test_format_stats():
     assert stats["share_starts_with"] == pytest.approx(1 / 3)
     assert stats["mean_paragraphs"] == pytest.approx(1.0)  # 2, 1, 0
     assert stats["mean_tokens"] == pytest.approx(20.0)
+    assert stats["share_structured"] == 0.0 and stats["mean_features"] == pytest.approx(1.0)
+    assert set(layout_stats(texts)) < set(stats)
+
+
+STRUCTURED = 'Genre: Recipe\nTopic: honey bread\nToken: " the", a step word\nNext: a noun'
+MANY_SHORT = 'Recipe.\nHoney bread.\nFinal token " the".\nA step word.\nNext a noun.'
+
+
+def test_layout_stats_by_hand():
+    stats = layout_stats([STRUCTURED, MANY_SHORT, ORACLE, ""])
+    assert stats["share_structured"] == 0.25  # only STRUCTURED
+    assert stats["share_many_short"] == 0.25  # only MANY_SHORT: 5 features of ≤ 3 words
+    assert stats["share_field_genre"] == 0.25  # ORACLE's "Recipe:" is no field
+    assert stats["share_field_topic"] == stats["share_field_next"] == 0.25
+    assert stats["share_field_token"] == 0.25 and stats["share_field_context"] == 0.0
+    assert stats["mean_features"] == pytest.approx((4 + 5 + 2 + 0) / 4)
+    # words: STRUCTURED 2+3+5+3, MANY_SHORT 1+2+3+3+3, ORACLE 6+17; over 11 features
+    assert stats["mean_words_per_feature"] == pytest.approx(48 / 11)
+
+
+def test_layout_stats_of_the_oracle_layouts():
+    """The oracle's own explanations in each layout are recognised as that layout."""
+    from nlakit.toyworld.corpus import iter_documents
+    from nlakit.toyworld.documents import token_records
+    from nlakit.toyworld.oracle import explain_record, oracle_rng, word_offsets
+
+    texts = {"plain": [], "structured": [], "many-short": []}
+    for doc in iter_documents(10, seed=0):
+        for pos, record in enumerate(token_records(doc, word_offsets(doc.text))):
+            if record is not None:
+                for layout, out in texts.items():
+                    out.append(explain_record(record, oracle_rng(0, doc.doc_id, pos), 0.8, layout))
+    stats = {layout: layout_stats(out) for layout, out in texts.items()}
+    assert stats["plain"]["share_structured"] == stats["plain"]["share_many_short"] == 0.0
+    assert stats["structured"]["share_structured"] == 1.0
+    assert stats["structured"]["share_field_next"] == 1.0
+    assert 0.6 < stats["structured"]["share_field_context"] < 0.95  # context_rate 0.8
+    assert stats["many-short"]["share_many_short"] == 1.0
+    assert 2 <= stats["plain"]["mean_features"] <= 3 < 5 <= stats["many-short"]["mean_features"]
+    assert (
+        stats["many-short"]["mean_words_per_feature"]
+        < stats["structured"]["mean_words_per_feature"]
+        < stats["plain"]["mean_words_per_feature"]
+    )
+
+
+def test_layout_stats_reads_llm_spellings():
+    reply = '**Genre:** Recipe\n**Topic:** bread\n- Token: " the"\n- Next: a noun'
+    stats = layout_stats([reply])
+    assert stats["share_structured"] == 1.0 and stats["share_field_genre"] == 1.0
 
 
 def test_plot_has_one_bar_series_per_source():
@@ -126,7 +177,11 @@ def test_plot_has_one_bar_series_per_source():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["text (n=3)", "chat (n=2)"]
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    assert len(ax.patches) == 6
+    assert len(ax.patches) == 10  # five format features, two sources
+    assert [t.get_text() for t in ax.get_xticklabels()][3:] == [
+        "structured\nlayout",
+        "many-short\nlayout",
+    ]
 
 
 def test_teacher_format_on_eval_run(eval_run):
@@ -140,6 +195,8 @@ def test_teacher_format_on_eval_run(eval_run):
     assert summary["share_genre_line"] == 1.0
     assert summary["mean_paragraphs"] == 2.0
     assert summary["share_starts_with"] == 0.0
+    assert summary["share_structured"] == 0.0 and summary["mean_features"] == 2.0
+    assert summary["share_field_genre"] == 0.0  # the plain genre line names no field
     assert summary["tokens_counted_by"] == "the AR's tokenizer"
     assert 10 < summary["mean_tokens"] < 100
     assert sum(s["n"] for s in summary["sources"].values()) == 48
