@@ -58,6 +58,16 @@ def field_of(line: str) -> str | None:
     return next((f for f in STRUCTURED_FIELDS if f.casefold() == label), None)
 
 
+def field_values(text: str) -> dict[str, str]:
+    """{field: value} of the field lines of `text` (the first line of a field wins)."""
+    values: dict[str, str] = {}
+    for line in feature_lines(text):
+        field = field_of(line)
+        if field is not None and field not in values:
+            values[field] = _FIELD_LINE.fullmatch(line).group(2).strip()
+    return values
+
+
 def fields_present(text: str) -> set[str]:
     """The structured fields some line of `text` fills, in any order."""
     return {f for f in map(field_of, feature_lines(text)) if f is not None}

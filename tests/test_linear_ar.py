@@ -122,4 +122,3 @@ def test_rl_scores_with_a_frozen_linear_ar(small_tables, trained_pair, tmp_path)
     exported = load_reconstructor(tmp_path / "rl" / "ar")
     assert isinstance(exported, LinearAR)
     assert torch.equal(exported.weight, LinearAR.from_pretrained(linear).weight)  # frozen
-

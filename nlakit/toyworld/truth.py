@@ -1,9 +1,18 @@
 """Truth scoring: which latents an explanation states correctly, wrongly, or not at all.
 
 `score_claims(explanation, record)` reads an explanation the way the oracle lays
-it out — the first line names the genre, topic and main entity; the first
-sentence of the last line names the final token's role, the sentences after it
-what must come next — and compares every value it finds with the latent record:
+it out (`claim_parts`), in each layout of `nlakit.layouts`:
+
+- plain: the first line names the genre, topic and main entity; the first sentence
+  of the last line names the final token's role, the sentences after it what must
+  come next;
+- structured: the `Genre:` field the genre, `Genre:` and `Topic:` the topic and
+  entity, `Token:` the role, `Next:` what comes next;
+- many-short: the first line the genre, the first two the topic and entity, the
+  lines between the one quoting the final token and the last the role, the last
+  line what comes next;
+
+and compares every value it finds with the latent record:
 
 - `correct`: only the true value is stated;
 - `wrong`: another value of the same latent is stated (alone or beside the true one);
@@ -19,6 +28,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 
+from nlakit.layouts import feature_lines, field_values
 from nlakit.toyworld.documents import TokenRecord
 from nlakit.toyworld.genres import entities
 from nlakit.toyworld.labels import CONTINUATIONS, GENRE_NAMES, ROLES, TOPICS
@@ -76,6 +86,40 @@ def split_features(explanation: str) -> tuple[str, str]:
     return lines[0], lines[-1] if len(lines) > 1 else ""
 
 
+def claim_parts(explanation: str) -> dict[str, str]:
+    """The parts of an explanation each claim is read from, whatever its layout:
+    `genre` (the genre's label opens it), `subject` (topic and entity), `role` and
+    `next`. An explanation with two or more structured field lines is read as
+    structured; one with four or more lines as many-short; any other as plain."""
+    fields = field_values(explanation)
+    if len(fields) >= 2:  # structured
+        genre = fields.get("Genre", "")
+        return {
+            "genre": genre,
+            "subject": f"{genre}\n{fields.get('Topic', '')}",
+            "role": _QUOTED.sub('"…"', fields.get("Token", "")),
+            "next": fields.get("Next", ""),
+        }
+    lines = feature_lines(explanation)
+    if len(lines) >= 4:  # many-short: genre, topic, …, final token, role, …, next
+        quoting = [i for i, line in enumerate(lines[:-1]) if _QUOTED.search(line)]
+        after = quoting[-1] + 1 if quoting else 2
+        return {
+            "genre": lines[0],
+            "subject": "\n".join(lines[:2]),
+            "role": _QUOTED.sub('"…"', "\n".join(lines[after:-1])),
+            "next": lines[-1],
+        }
+    first, last = split_features(explanation)
+    sentences = _SENTENCE_END.split(_QUOTED.sub('"…"', last), maxsplit=1)
+    return {
+        "genre": first.split(":")[0] if ":" in first else first,
+        "subject": first,
+        "role": sentences[0] if sentences else "",
+        "next": sentences[1] if len(sentences) > 1 else "",
+    }
+
+
 def is_world_record(record) -> bool:
     """Whether `record` is a toy-world latent record claims can be judged on: a mapping
     with every key of RECORD_KEYS and a genre of the toy world."""
@@ -89,21 +133,14 @@ def is_world_record(record) -> bool:
 def score_claims(explanation: str, record: TokenRecord | Mapping) -> dict[str, str]:
     """`{field: "correct" | "wrong" | "absent"}` for genre, topic, entity, role, continuation."""
     rec = record if isinstance(record, Mapping) else record.to_dict()
-    first, last = split_features(explanation)
-    genre_found = find_values(first.split(":")[0] if ":" in first else first, GENRE_NAMES)
-    genre_found = genre_found[:1]  # the label the line opens with
-    topic_table = TOPICS[rec["genre"]]
-    entity_table = _entity_table(rec["genre"])
-    unquoted = _QUOTED.sub('"…"', last)
-    sentences = _SENTENCE_END.split(unquoted, maxsplit=1)
-    role_part = sentences[0] if sentences else ""
-    next_part = sentences[1] if len(sentences) > 1 else ""
+    part = claim_parts(explanation)
+    genre_found = find_values(part["genre"], GENRE_NAMES)[:1]  # the label it opens with
     return {
         "genre": judge(genre_found, rec["genre"]),
-        "topic": judge(find_values(first, topic_table), rec["topic"]),
-        "entity": judge(find_values(first, entity_table), rec["entity"]),
-        "role": judge(find_values(role_part, ROLES), rec["role"]),
-        "continuation": judge(find_values(next_part, CONTINUATIONS), rec["next_kind"]),
+        "topic": judge(find_values(part["subject"], TOPICS[rec["genre"]]), rec["topic"]),
+        "entity": judge(find_values(part["subject"], _entity_table(rec["genre"])), rec["entity"]),
+        "role": judge(find_values(part["role"], ROLES), rec["role"]),
+        "continuation": judge(find_values(part["next"], CONTINUATIONS), rec["next_kind"]),
     }
 
 

@@ -3,10 +3,12 @@ import random
 
 import pytest
 
+from nlakit.layouts import feature_lines
 from nlakit.toyworld.corpus import iter_documents
 from nlakit.toyworld.genres import ENTITIES, entities
 from nlakit.toyworld.labels import CONTINUATIONS, GENRE_NAMES, GENRES, ROLES, TOPICS
-from nlakit.toyworld.truth import FIELDS, score_claims, truth_rates
+from nlakit.toyworld.oracle import explain_record
+from nlakit.toyworld.truth import FIELDS, claim_parts, score_claims, truth_rates
 from nlakit.toyworld.world import World
 
 
@@ -27,6 +29,39 @@ def test_oracle_explanations_score_100_percent(explained):
     rates = truth_rates(score_claims(text, record) for text, record in explained)
     for field in FIELDS:
         assert rates[field]["correct"] == 1.0, (field, rates[field])
+
+
+@pytest.mark.parametrize("layout", ["structured", "many-short"])
+@pytest.mark.parametrize("context_rate", [0.0, 1.0])
+def test_oracle_explanations_in_every_layout_score_100_percent(explained, layout, context_rate):
+    texts = [
+        explain_record(record, random.Random(i), context_rate, layout)
+        for i, (_, record) in enumerate(explained)
+    ]
+    assert all(len(feature_lines(t)) >= 4 for t in texts)
+    rates = truth_rates(score_claims(t, r) for t, (_, r) in zip(texts, explained, strict=True))
+    for field in FIELDS:
+        assert rates[field]["correct"] == 1.0, (layout, field, rates[field])
+
+
+def test_each_layout_is_read_from_its_own_parts():
+    structured = 'Genre: Recipe, upbeat in tone\nTopic: bread\nToken: " the", a verse line\nNext: x'
+    assert claim_parts(structured) == {
+        "genre": "Recipe, upbeat in tone",
+        "subject": "Recipe, upbeat in tone\nbread",
+        "role": '"…", a verse line',
+        "next": "x",
+    }
+    many = 'Recipe.\nBread.\nText reads "a b".\nFinal token " the".\nA verse line.\nNext comes x.'
+    assert claim_parts(many) == {
+        "genre": "Recipe.",
+        "subject": "Recipe.\nBread.",
+        "role": "A verse line.",
+        "next": "Next comes x.",
+    }
+    plain = 'Recipe: bread.\nThe token " the" is a verse line. Next comes x.'
+    assert claim_parts(plain)["role"] == 'The token "…" is a verse line.'
+    assert claim_parts(plain)["next"] == "Next comes x."
 
 
 def test_shuffled_explanations_score_at_chance(explained):
