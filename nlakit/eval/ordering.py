@@ -73,7 +73,6 @@ from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import figure
 from nlakit.eval.prefix import prefix_agreement
-from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_drop, fve_summary
 from nlakit.eval.sweep import (
@@ -86,10 +85,9 @@ from nlakit.eval.sweep import (
     prefix_ar,
     rows_table,
     separator_warm_start,
-    sweep_cap,
+    sweep_inputs,
     train_run,
     training_record,
-    warm_start,
 )
 from nlakit.eval.truth import claims_summary
 from nlakit.generation import prefix_texts
@@ -314,21 +312,17 @@ def ordering_sweep(config: OrderingConfig) -> dict:
     """Train and evaluate one RL run per method; returns the summary (also summary.json)."""
     started = time.perf_counter()
     methods = parse_methods(config.methods)
-    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
-    paths = rows.paths
-    if paths.tables is None:
-        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
-    av, ar = warm_start(paths, config)
+    inputs = sweep_inputs(config)
+    rows, paths, av, ar, cap, n = (
+        inputs.rows, inputs.paths, inputs.av, inputs.ar, inputs.cap, inputs.n
+    )  # fmt: skip
     if config.prefix_ar_steps:
         ar = prefix_ar(
             config, paths, ar, ordering_dir(config, paths) / "prefix_ar", config.prefix_ar_steps
         )
-    cap = sweep_cap(config, paths)
     if config.k_max and config.k_max < config.k_min:
         raise NLAKitError(f"k_max {config.k_max} is below k_min {config.k_min}.")
-    n = min(config.n_eval or len(rows), len(rows))
-    vectors, out_dir = rows.vectors[:n], ordering_dir(config, paths)
-    records = rows.records() if "record" in rows.columns else None
+    vectors, records, out_dir = inputs.vectors, inputs.records, ordering_dir(config, paths)
     start_av, common_ar = load_pair(av, ar, config)
     if config.judge:  # another AR judges than the one RL is scored by
         common_ar = load_reconstructor(config.judge, device=config.device, dtype=config.dtype)

@@ -211,6 +211,42 @@ def sweep_cap(config: SweepConfig, paths: RunPaths) -> int:
     return config.max_new_tokens or run_cap(paths) or DEFAULT_CAP
 
 
+@dataclass
+class SweepInputs:
+    """What every sweep starts from (`sweep_inputs`)."""
+
+    rows: EvalRows  # the run's evaluated rows
+    paths: RunPaths
+    av: Path  # the warm start every run trains from
+    ar: Path
+    cap: int  # the runs' length cap
+    n: int  # rows each run's AV explains: the first n
+    records: list[dict] | None  # their toy-world latent records (None for other data)
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        return self.rows.vectors[: self.n]
+
+
+def sweep_inputs(config: SweepConfig) -> SweepInputs:
+    """The run's eval rows, its warm-start pair and length cap, for a sweep of RL runs;
+    a clear error when the run has no tables (RL trains on their rl.parquet)."""
+    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
+    paths = rows.paths
+    if paths.tables is None:
+        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
+    av, ar = warm_start(paths, config)
+    return SweepInputs(
+        rows=rows,
+        paths=paths,
+        av=av,
+        ar=ar,
+        cap=sweep_cap(config, paths),
+        n=min(config.n_eval or len(rows), len(rows)),
+        records=rows.records() if "record" in rows.columns else None,
+    )
+
+
 def is_finished(out: Path) -> bool:
     """Whether an RL run exported its final pair (the sidecar is written last)."""
     return (out / "av" / SIDECAR_NAME).is_file() and (out / "ar" / SIDECAR_NAME).is_file()
@@ -416,17 +452,12 @@ def length_sweep(config: LengthSweepConfig) -> dict:
             f"steps must be ≥ 1 and seconds ≥ 0, got steps {config.steps}, "
             f"seconds {config.seconds}."
         )
-    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
-    paths = rows.paths
-    if paths.tables is None:
-        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
-    av, ar = warm_start(paths, config)
-    cap = sweep_cap(config, paths)
-    n = min(config.n_eval or len(rows), len(rows))
-    out_dir = sweep_dir(paths, config)
-    vectors = rows.vectors[:n]
+    inputs = sweep_inputs(config)
+    rows, paths, av, ar, cap, n = (
+        inputs.rows, inputs.paths, inputs.av, inputs.ar, inputs.cap, inputs.n
+    )  # fmt: skip
+    vectors, records, out_dir = inputs.vectors, inputs.records, sweep_dir(paths, config)
     # The warm start itself, scored the same way: the point every λ moves away from.
-    records = rows.records() if "record" in rows.columns else None
     start_av, common_ar = load_pair(av, ar, config)
     result = explain_and_score(start_av, common_ar, common_ar, vectors, cap, config.seed)
     write_parquet(out_dir / "rows_start.parquet", rows_table(result, rows, n))

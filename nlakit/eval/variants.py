@@ -59,7 +59,6 @@ from nlakit.eval.analyses import directory_of
 from nlakit.eval.formats import quotes_input
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import figure
-from nlakit.eval.rows import load_rows
 from nlakit.eval.runs import RunPaths
 from nlakit.eval.stats import fve_drop, fve_summary
 from nlakit.eval.sweep import (
@@ -68,11 +67,10 @@ from nlakit.eval.sweep import (
     load_pair,
     prefix_ar,
     sft_run,
-    sweep_cap,
+    sweep_inputs,
     train_run,
     training_record,
     truth_columns,
-    warm_start,
 )
 from nlakit.generation import SamplingConfig, sample_explanations
 from nlakit.linear_ar import load_reconstructor
@@ -215,16 +213,12 @@ def variants_sweep(config: VariantsConfig) -> dict:
     """Train each variant's AR and RL run, and judge them; returns the summary."""
     started = time.perf_counter()
     names = parse_variants(config.variants)
-    rows = load_rows(config.run, device=config.device, dtype=config.dtype)
-    paths = rows.paths
-    if paths.tables is None:
-        raise NLAKitError(f"{paths.root}: no tables directory (RL needs its rl.parquet).")
-    av, ar = warm_start(paths, config)
-    cap = sweep_cap(config, paths)
-    n = min(config.n_eval or len(rows), len(rows))
-    vectors, out_dir = rows.vectors[:n], variants_dir(config, paths)
+    inputs = sweep_inputs(config)
+    rows, paths, av, ar, cap, n = (
+        inputs.rows, inputs.paths, inputs.av, inputs.ar, inputs.cap, inputs.n
+    )  # fmt: skip
+    vectors, records, out_dir = inputs.vectors, inputs.records, variants_dir(config, paths)
     contexts = [c or "" for c in rows.columns["context"][:n]]
-    records = rows.records() if "record" in rows.columns else None
     load = dict(device=config.device, dtype=config.dtype)
     start_av, common = load_pair(av, ar, config)
     context_ar = load_reconstructor(variant_ar(config, paths, ar, "context"), **load)
