@@ -44,24 +44,23 @@ def test_oracle_explanations_in_every_layout_score_100_percent(explained, layout
         assert rates[field]["correct"] == 1.0, (layout, field, rates[field])
 
 
-def test_each_layout_is_read_from_its_own_parts():
-    structured = 'Genre: Recipe, upbeat in tone\nTopic: bread\nToken: " the", a verse line\nNext: x'
-    assert claim_parts(structured) == {
-        "genre": "Recipe, upbeat in tone",
-        "subject": "Recipe, upbeat in tone\nbread",
-        "role": '"…", a verse line',
-        "next": "x",
-    }
-    many = 'Recipe.\nBread.\nText reads "a b".\nFinal token " the".\nA verse line.\nNext comes x.'
-    assert claim_parts(many) == {
-        "genre": "Recipe.",
-        "subject": "Recipe.\nBread.",
-        "role": "A verse line.",
-        "next": "Next comes x.",
-    }
-    plain = 'Recipe: bread.\nThe token " the" is a verse line. Next comes x.'
-    assert claim_parts(plain)["role"] == 'The token "…" is a verse line.'
-    assert claim_parts(plain)["next"] == "Next comes x."
+STRUCTURED = 'Genre: Recipe, upbeat in tone\nTopic: bread\nToken: " the", a verse line\nNext: x'
+MANY_SHORT = 'Recipe.\nBread.\nText reads "a b".\nFinal token " the".\nA verse line.\nNext comes x.'
+PLAIN = 'Recipe: bread.\nThe token " the" is a verse line. Next comes x.'
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (STRUCTURED, ("Recipe, upbeat in tone", "Recipe, upbeat in tone\nbread",
+                      '"…", a verse line', "x")),
+        (MANY_SHORT, ("Recipe.", "Recipe.\nBread.", "A verse line.", "Next comes x.")),
+        (PLAIN, ("Recipe", "Recipe: bread.", 'The token "…" is a verse line.', "Next comes x.")),
+    ],
+    ids=["structured", "many-short", "plain"],
+)  # fmt: skip
+def test_each_layout_is_read_from_its_own_parts(text, parts):
+    assert claim_parts(text) == dict(zip(("genre", "subject", "role", "next"), parts, strict=True))
 
 
 def test_shuffled_explanations_score_at_chance(explained):
