@@ -14,7 +14,7 @@ $(CORE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first: a bare `torch` requirement would pull the CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile $(TORCH)
-	$(PY) -m pip install -q --no-compile -e '.[train,plots]'
+	$(PY) -m pip install -q --no-compile -e '.[train,plots,eval]'
 	touch $(CORE)
 
 $(STAMP): $(CORE)

@@ -10,6 +10,7 @@ nlakit demo                          the default end-to-end run
 nlakit eval --run RUN                evaluation with controls (see nlakit/eval/cli.py)
 nlakit analyze NAME --run RUN        the analyses; nlakit report RUN assembles them
 nlakit view RUN [RUN ...]            browse tokens, explanations and errors in the browser
+nlakit steer --ar AR --model M --text TEXT [--alpha A] [--prompt P]   AR steering
 
 Verbs with a config dataclass (sft, rl, eval, extract, …) take one `--field-name`
 option per field and `--config RECIPE` (a YAML file of field → value, see
@@ -385,6 +386,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     from nlakit.data.cli import register as register_data
     from nlakit.eval.cli import register as register_eval
+    from nlakit.steer import register as register_steer
     from nlakit.toyworld.cli import register as register_toyworld
     from nlakit.train.cli import register as register_train
     from nlakit.viewer.cli import register as register_viewer
@@ -394,6 +396,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     register_eval(sub, chosen, words[1] if len(words) > 1 else None)
     register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
     register_viewer(sub, chosen)
+    register_steer(sub, chosen)
 
     p = sub.add_parser("demo", help="train and evaluate an NLA on the toy world (offline)")
     p.set_defaults(func=_cmd_demo)

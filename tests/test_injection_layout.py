@@ -316,9 +316,16 @@ def test_rl_reads_the_layout_from_the_av_sidecar(split_av, small_tables, trained
                 save_every=0, eval_rows=4, progress=False))  # fmt: skip
     exported = tmp_path / "rl" / "av"
     assert read_meta(exported).extra[META_KEY] == read_meta(split_av).extra[META_KEY]
-    assert (exported / INJECTION_BASIS_FILE).read_bytes() == (
-        split_av / INJECTION_BASIS_FILE
-    ).read_bytes()
+    # Same tensors and metadata (safetensors writes metadata keys in no fixed order).
+    from safetensors import safe_open
+
+    def content(path):
+        with safe_open(str(path / INJECTION_BASIS_FILE), "pt") as f:
+            return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+
+    (meta_a, tensors_a), (meta_b, tensors_b) = content(exported), content(split_av)
+    assert meta_a == meta_b and tensors_a.keys() == tensors_b.keys()
+    assert all(torch.equal(tensors_a[k], tensors_b[k]) for k in tensors_a)
 
 
 # --------------------------------------------------------------------------- the headline

@@ -68,6 +68,27 @@ REGISTRY: dict[str, Analysis] = {
         "FVE and (on the toy world) the truth of each claim from the first k tokens of "
         "each explanation: how much of the activation an explanation says first.",
     ),
+    "classify": Analysis(
+        "nlakit.eval.classify", "ClassifyConfig", "classify", "classify",
+        "Classification from explanations",
+        "A label (the toy world's genre by default) predicted out of fold from the "
+        "explanations, from the raw activation (a linear probe) and from explanations of "
+        "shuffled vectors: do the words tell what the activation tells?",
+    ),
+    "search": Analysis(
+        "nlakit.eval.search", "SearchConfig", "search", "search",
+        "AR search",
+        "The AR's vector for a query text ranks the eval activations by cosine: precision "
+        "of the top k for each query's label value, beside the base rate and random "
+        "directions — can the AR find activations from a description?",
+    ),
+    "steering": Analysis(
+        "nlakit.eval.steering", "SteeringConfig", "steering", "steering",
+        "AR steering",
+        "The AR's vector for a description of each genre, added at block K while the "
+        "world's model writes: the share of continuations in that genre, beside a random "
+        "direction of the same length and the unsteered model (toy world).",
+    ),
     "length": Analysis(
         "nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep",
         "Length sweep",
