@@ -108,13 +108,13 @@ def read_label_table(path: Path, label: str) -> dict[tuple[str, int], str]:
 
 
 def label_values(
-    columns: dict[str, list], config: ClassifyConfig, records, where: Path
+    columns: dict[str, list], name: str, labels: str | None, records, where: Path
 ) -> list[str | None]:
-    """The label of every row of a table's `columns` (None where it has none), from
-    `--labels`, a column, or the rows' toy-world `records` (a callable, or None)."""
-    name = config.label
-    if config.labels is not None:
-        table = read_label_table(Path(config.labels), name)
+    """The label `name` of every row of a table's `columns` (None where it has none), from
+    the `labels` table (a path), a column, or the rows' toy-world `records` (a callable,
+    or None)."""
+    if labels is not None:
+        table = read_label_table(Path(labels), name)
         keys = zip(columns["doc_id"], columns["position"], strict=True)
         return [table.get((str(d), int(p))) for d, p in keys]
     if name in columns and name != "record":
@@ -273,10 +273,10 @@ def cross_validated_right(
     return right
 
 
-def eval_split(rows: EvalRows, config: ClassifyConfig) -> tuple[Split, np.ndarray]:
-    """The eval rows as the predictors see them, and which of them carry a label."""
+def eval_split(rows: EvalRows, config: ClassifyConfig) -> tuple[Split, list[str | None]]:
+    """The eval rows as the predictors see them, and each row's label (None: it has none)."""
     records = rows.records if "record" in rows.columns else None
-    labels = label_values(rows.columns, config, records, rows.paths.rows)
+    labels = label_values(rows.columns, config.label, config.labels, records, rows.paths.rows)
     teacher = None
     if TEACHER_COLUMN in rows.columns and config.column != TEACHER_COLUMN:
         teacher = np.array(text_column(rows, TEACHER_COLUMN), dtype=object)
@@ -286,7 +286,7 @@ def eval_split(rows: EvalRows, config: ClassifyConfig) -> tuple[Split, np.ndarra
         np.array(text_column(rows, config.column), dtype=object),
         teacher,
     )
-    return split, np.array([v is not None for v in labels])
+    return split, labels
 
 
 def training_split(rows: EvalRows, config: ClassifyConfig, cap: int) -> Split:
@@ -314,7 +314,7 @@ def training_split(rows: EvalRows, config: ClassifyConfig, cap: int) -> Split:
         def records():
             return world_records(paths.world, columns["doc_id"], columns["position"])
 
-    labels = label_values(table.columns, config, records, path)
+    labels = label_values(table.columns, config.label, config.labels, records, path)
     av = ActivationVerbalizer.from_pretrained(paths.av, device=config.device).eval()
     generator = torch.Generator(device=av.device).manual_seed(config.seed)
     with torch.no_grad():
@@ -336,10 +336,8 @@ def classify(config: ClassifyConfig) -> dict:
     from nlakit.eval.sweep import run_cap
 
     rows = load_rows(config.run)
-    split, labelled = eval_split(rows, config)
-    keep = labelled & keep_rows(
-        [v if ok else None for v, ok in zip(split.y, labelled, strict=True)], config.min_count
-    )
+    split, labels = eval_split(rows, config)
+    keep = keep_rows(labels, config.min_count)
     test = split.subset(keep)
     classes = np.unique(test.y)
     if len(classes) < 2 or len(test.y) < 2 * config.folds:

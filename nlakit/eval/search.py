@@ -30,7 +30,7 @@ from nlakit.atomic import write_text
 from nlakit.config import Config, option
 from nlakit.errors import NLAKitError
 from nlakit.eval.analyses import directory_of
-from nlakit.eval.classify import ClassifyConfig, label_values
+from nlakit.eval.classify import label_values
 from nlakit.eval.outputs import csv_text, write_analysis
 from nlakit.eval.plots import pyplot
 from nlakit.eval.rows import load_rows
@@ -109,8 +109,7 @@ def read_queries(path: Path) -> list[dict]:
 
 def _row_values(rows, label: str, labels: str | None) -> list[str | None]:
     records = rows.records if "record" in rows.columns else None
-    config = ClassifyConfig(run=str(rows.paths.root), label=label, labels=labels)
-    values = label_values(rows.columns, config, records, rows.paths.rows)
+    values = label_values(rows.columns, label, labels, records, rows.paths.rows)
     if label == "topic" and records is not None and labels is None:  # topics within genres
         values = [f"{r['genre']}/{r['topic']}" for r in records()]
     return values
