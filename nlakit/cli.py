@@ -11,6 +11,7 @@ nlakit eval --run RUN                evaluation with controls (see nlakit/eval/c
 nlakit analyze NAME --run RUN        the analyses; nlakit report RUN assembles them
 nlakit view RUN [RUN ...]            browse tokens, explanations and errors in the browser
 nlakit steer --ar AR --model M --text TEXT [--alpha A] [--prompt P]   AR steering
+nlakit diff --av AV --base M0 --tuned M1 --data CORPUS --out DIR   explain a fine-tune's change
 
 Verbs with a config dataclass (sft, rl, eval, extract, …) take one `--field-name`
 option per field and `--config RECIPE` (a YAML file of field → value, see
@@ -385,6 +386,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tiny)
 
     from nlakit.data.cli import register as register_data
+    from nlakit.diff import register as register_diff
     from nlakit.eval.cli import register as register_eval
     from nlakit.steer import register as register_steer
     from nlakit.toyworld.cli import register as register_toyworld
@@ -397,6 +399,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     register_toyworld(sub, words[1] if chosen == "toyworld" and len(words) > 1 else None)
     register_viewer(sub, chosen)
     register_steer(sub, chosen)
+    register_diff(sub, chosen)
 
     p = sub.add_parser("demo", help="train and evaluate an NLA on the toy world (offline)")
     p.set_defaults(func=_cmd_demo)

@@ -89,6 +89,35 @@ REGISTRY: dict[str, Analysis] = {
         "world's model writes: the share of continuations in that genre, beside a random "
         "direction of the same length and the unsteered model (toy world).",
     ),
+    "suffix": Analysis(
+        "nlakit.eval.suffix", "SuffixConfig", "suffix_prediction", "suffix",
+        "Suffix prediction",
+        "A judge reads one explanation and picks the text that followed the explained "
+        "token among 10 continuations (9 from other documents): the AV's explanations "
+        "beside the teacher's and explanations of shuffled vectors, against chance 0.1.",
+    ),
+    "sources": Analysis(
+        "nlakit.eval.sources", "SourcesConfig", "pick_sources", "sources",
+        "Picking the source",
+        "A judge reads one explanation and picks the text it explains (the document up to "
+        "the explained token) among 4 sources (3 from other documents): the AV's "
+        "explanations beside the teacher's and shuffled ones, against chance 0.25.",
+    ),
+    "rubric": Analysis(
+        "nlakit.eval.rubric", "RubricConfig", "rubric", "rubric",
+        "Judged quality",
+        "A judge (an LLM, or on the toy world the oracle's rules over the ground truth) "
+        "scores explanations 1–5 on specificity, coherence, repetitiveness and "
+        "faithfulness: the AV's, the teacher's, and other rows' (shuffled) explanations.",
+    ),
+    "diff": Analysis(
+        "nlakit.eval.diffing", "DiffingConfig", "diffing", "diff",
+        "Activation diffing",
+        "The world's model fine-tuned with a known change and as a control; both diffed "
+        "against the base model with the AV (`nlakit diff`): how often the explanations of "
+        "the tuned side, of the difference and of the mean difference name the change, "
+        "beside the control (toy world).",
+    ),
     "length": Analysis(
         "nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep",
         "Length sweep",

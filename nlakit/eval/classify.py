@@ -12,9 +12,12 @@ scored out of fold on the eval rows alone (folds by document):
                    other activation say (the control: prompts and layout alone)
 
 beside the teacher's explanations of the same rows (when the eval table has them) and
-the majority class. Accuracies carry 95% bootstrap CIs over rows; the gaps to the probe
-and to the shuffled control are paired. Writes `RUN/eval/classify/{table.csv,
-summary.json, plot.png}`.
+the majority class. With `--judge SPEC` (a teacher backend: `anthropic:MODEL`,
+`openai:MODEL[@URL]`, `hf:PATH`) an LLM also reads each eval row's explanation and picks
+its label among the numbered label values (`nlakit.eval.classify_judge`; no training;
+replies cached in `RUN/eval/classify/judge.sqlite`). Accuracies carry 95% bootstrap CIs
+over rows; the gaps to the probe (also `judge_minus_probe`) and to the shuffled control
+are paired. Writes `RUN/eval/classify/{table.csv, summary.json, plot.png}`.
 
 Labels come from, in this order: `--labels TABLE` (a parquet or CSV file with doc_id,
 position and the label column, joined to the eval rows), a column of `rows.parquet`,
@@ -35,6 +38,7 @@ import torch
 from nlakit.config import Config, option
 from nlakit.errors import NLAKitError, require
 from nlakit.eval.analyses import directory_of
+from nlakit.eval.classify_judge import judge_right
 from nlakit.eval.conditions import text_column
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.plots import bar_with_ci
@@ -43,6 +47,7 @@ from nlakit.eval.stats import bootstrap_mean, derangement
 
 NAME = directory_of(__name__)  # RUN/eval/classify/
 TEACHER_COLUMN = "teacher_explanation"
+JUDGE_CACHE = "judge.sqlite"  # RUN/eval/classify/judge.sqlite: the --judge replies
 
 
 @dataclass
@@ -73,6 +78,11 @@ class ClassifyConfig(Config):
     )
     bootstrap: int = option(1000, "bootstrap resamples for the CIs", ge=100)
     seed: int = option(0, "seeds the folds, the shuffled pairing and the bootstrap", ge=0)
+    judge: str = option(
+        "",
+        "an LLM that picks each explanation's label: anthropic:MODEL, openai:MODEL[@URL] "
+        "or hf:PATH (empty: off)",
+    )
 
 
 def read_label_table(path: Path, label: str) -> dict[tuple[str, int], str]:
@@ -355,10 +365,19 @@ def classify(config: ClassifyConfig) -> dict:
         docs = [d for d, k in zip(rows.columns["doc_id"], keep, strict=True) if k]
         right = cross_validated_right(test, docs, config.folds, config.seed)
         scheme = f"{config.folds}-fold cross-validation on the eval rows (folds by document)"
-    return write_results(rows, config, right, len(classes), int((~keep).sum()), scheme)
+    report = None
+    if config.judge:
+        cache = rows.paths.analysis_dir(NAME) / JUDGE_CACHE
+        device = config.device or "cpu"
+        right["judge"], report = judge_right(
+            config.judge, test.texts, test.y, config.label, cache, device=device
+        )
+    return write_results(rows, config, right, len(classes), int((~keep).sum()), scheme, report)
 
 
-def write_results(rows, config, right: dict, classes: int, dropped: int, scheme: str) -> dict:
+def write_results(
+    rows, config, right: dict, classes: int, dropped: int, scheme: str, judge: dict | None = None
+) -> dict:
     """Accuracies with bootstrap CIs, the paired gaps, the table and the plot."""
     stats = {
         name: bootstrap_mean(torch.from_numpy(r), config.bootstrap, config.seed)
@@ -368,6 +387,8 @@ def write_results(rows, config, right: dict, classes: int, dropped: int, scheme:
         "explanations_minus_probe": ("explanations", "probe"),
         "explanations_minus_shuffled": ("explanations", "shuffled"),
     }
+    if "judge" in right:
+        gaps["judge_minus_probe"] = ("judge", "probe")
     paired = {
         name: bootstrap_mean(
             torch.from_numpy(right[a].astype(float) - right[b].astype(float)),
@@ -391,6 +412,11 @@ def write_results(rows, config, right: dict, classes: int, dropped: int, scheme:
         "paired": paired,
         "seed": config.seed,
     }
+    if judge is not None:  # --judge: its CIs and what asking it cost
+        summary["accuracy_judge_ci"] = [stats["judge"]["ci_low"], stats["judge"]["ci_high"]]
+        gap = paired["judge_minus_probe"]
+        summary["judge_minus_probe_ci"] = [gap["ci_low"], gap["ci_high"]]
+        summary["judge_report"] = judge
     table = [{"predictor": k, **s} for k, s in stats.items()]
     table += [{"predictor": k.replace("_", " "), **s} for k, s in paired.items()]
     figure = bar_with_ci(

@@ -1,4 +1,4 @@
-"""`nlakit toyworld build | probe | sample`."""
+"""`nlakit toyworld build | probe | finetune | sample`."""
 
 from __future__ import annotations
 
@@ -63,6 +63,23 @@ def _cmd_probe(args) -> None:
     print(f"wrote {args.world}/probe.json")
 
 
+def _cmd_finetune(args) -> None:
+    from nlakit.toyworld.finetune import FinetuneConfig, finetune_world
+
+    config = config_from_args(FinetuneConfig, args)
+    record = finetune_world(args.world, args.out, config)
+    tune = record["finetune"]
+    state = "cached, tuned earlier" if record["cached"] else f"tuned in {tune['seconds']:.0f} s"
+    print(f"tuned toy world at {args.out} ({state}): {tune['change']}")
+    print(
+        f"  {tune['documents']} documents ({tune['changed_documents']} changed), "
+        f"{config.steps} steps at lr {config.lr:g}"
+    )
+    print("  held-out loss (nats/token)   before → after")
+    for name, before in tune["losses_before"].items():
+        print(f"    {name:<22} {before:.3f} → {tune['losses_after'][name]:.3f}")
+
+
 def format_sample(doc, position: int, explanation: str, record, tokenizer) -> str:
     """A document with the explained token bracketed, the explanation and the record."""
     enc = tokenizer(doc.text, add_special_tokens=True, return_offsets_mapping=True)
@@ -120,6 +137,15 @@ def register(sub, chosen: str | None) -> None:
 
         p.add_argument("--world", required=True, help="toy world directory (nlakit toyworld build)")
         add_config(p, ProbeConfig)
+
+    p = verbs.add_parser("finetune", help="fine-tune the world's model with a known change")
+    p.set_defaults(func=_cmd_finetune)
+    if chosen == "finetune":
+        from nlakit.toyworld.finetune import FinetuneConfig
+
+        p.add_argument("--world", required=True, help="toy world directory (nlakit toyworld build)")
+        p.add_argument("--out", required=True, help="directory to write the tuned world to")
+        add_config(p, FinetuneConfig)
 
     p = verbs.add_parser("sample", help="print documents with an oracle explanation")
     p.set_defaults(func=_cmd_sample)

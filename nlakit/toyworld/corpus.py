@@ -32,16 +32,52 @@ def document_rng(seed: int, doc_id: int) -> random.Random:
     return random.Random(f"toyworld:{seed}:{doc_id}")
 
 
-def make_document(doc_id: int, seed: int = 0, genre: str | None = None) -> Document:
-    """Document `doc_id` of the corpus with this seed (optionally forcing its genre)."""
+def make_document(
+    doc_id: int,
+    seed: int = 0,
+    genre: str | None = None,
+    answer_topic: str | None = None,
+    answer_genre: str | None = None,
+) -> Document:
+    """Document `doc_id` of the corpus with this seed (optionally forcing its genre).
+
+    Chats only (`nlakit toyworld finetune`): `answer_topic` has the assistant answer about
+    that chat topic instead of the one asked about; `answer_genre` has it answer with
+    the opening lines of a document of that genre. The document is otherwise the same,
+    its latents those of the question."""
     rng = document_rng(seed, doc_id)
     genre = genre or rng.choice(GENRES)
     topic = rng.choice(sorted(TOPICS[genre]))
     entity = rng.choice(genres.entities(genre, topic))
     tone = rng.choice(TONES)
     writer = Writer()
-    GENERATORS[genre](writer, rng, topic, entity, tone)
+    if genre == "chat":
+        prose.chat(
+            writer,
+            rng,
+            topic,
+            entity,
+            tone,
+            changed_answer(doc_id, seed, topic, answer_topic, answer_genre),
+        )
+    else:
+        GENERATORS[genre](writer, rng, topic, entity, tone)
     return Document(doc_id, genre, topic, entity, tone, writer.spans)
+
+
+def changed_answer(
+    doc_id: int, seed: int, topic: str, answer_topic: str | None, answer_genre: str | None
+) -> str | None:
+    """The text a changed chat's assistant answers with (None: the chat is unchanged)."""
+    pick = random.Random(f"changed-answer:{seed}:{doc_id}")
+    if answer_genre is not None:
+        other = make_document(doc_id, seed=seed + 7919, genre=answer_genre)
+        lines = [line.rstrip() for line in other.text.splitlines() if line.strip()]
+        return "\n".join(lines[:4])
+    if answer_topic is not None and answer_topic != topic:
+        entity = pick.choice(genres.entities("chat", answer_topic))
+        return pick.choice(prose.ANSWERS[answer_topic]).format(e=entity)
+    return None
 
 
 def iter_documents(n: int, seed: int = 0, start: int = 0) -> Iterator[Document]:

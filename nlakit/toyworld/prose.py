@@ -197,7 +197,7 @@ _ASKS = {
     ),
 }
 _WHEN = ("in spring", "in winter", "this weekend", "in the evening", "on a budget", "in a week")
-_ANSWERS = {
+ANSWERS = {
     "travel": (
         "Start with the old town of {e}, then take a walk by the river.",
         "In {e}, book a room near the centre and visit the market early.",
@@ -249,11 +249,22 @@ def _turn(w: Writer, speaker: str, text: str) -> None:
     w.newline()
 
 
-def chat(w: Writer, rng: random.Random, topic: str, entity: str, tone: str) -> None:
+def chat(
+    w: Writer,
+    rng: random.Random,
+    topic: str,
+    entity: str,
+    tone: str,
+    answer: str | None = None,
+) -> None:
+    """A user asks about `topic` and `entity` and the assistant answers; `answer`, when
+    given, replaces the answer's text (the changed chats of `nlakit toyworld finetune`;
+    the same draws from `rng` either way, so the rest of the chat is unchanged)."""
     greeting = rng.choice(["Hi!", "Hello.", "Hey,", "Good morning.", "Quick question:", ""])
     ask = rng.choice(_ASKS[topic]).format(e=entity, when=rng.choice(_WHEN))
     _turn(w, "user", f"{greeting} {ask}".strip())
-    answer = rng.choice(_ANSWERS[topic]).format(e=entity)
+    templated = rng.choice(ANSWERS[topic]).format(e=entity)
+    answer = templated if answer is None else answer
     _turn(w, "assistant", f"{rng.choice(_OPENERS[tone])} {answer} {rng.choice(_EXTRAS)}".strip())
     if rng.random() < 0.5:
         _turn(

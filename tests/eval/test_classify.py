@@ -6,6 +6,8 @@ explanations of shuffled vectors."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +26,10 @@ from nlakit.eval.classify import (
     text_classifier,
     vector_probe,
 )
+from nlakit.eval.classify_judge import choice_prompt
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))  # the fake LLM server
+from fake_llm import FakeLLM
 
 
 def test_fitting_helpers_learn_separable_labels_and_fail_on_noise():
@@ -85,6 +91,48 @@ def test_labels_from_a_table_and_clear_errors(eval_run, tmp_path):
         classify(ClassifyConfig(run=str(eval_run), label="colour", labels=str(labels)))
     with pytest.raises(NLAKitError, match="no such file"):
         classify(ClassifyConfig(run=str(eval_run), labels=str(tmp_path / "none.csv")))
+
+
+def test_judge_predictor_through_the_fake_server(eval_run, monkeypatch):
+    """--judge: every kept eval row's explanation is asked once, with the label's values
+    as numbered options; the pick is scored against the label, paired with the probe;
+    replies are cached; a reply naming no option is wrong and counted."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    options = dict(
+        run=str(eval_run), column="teacher_explanation", train_rows=0, folds=3, min_count=3,
+        bootstrap=200,
+    )  # fmt: skip
+    rows = pq.read_table(eval_run / "eval" / "rows.parquet")
+    labels = [json.loads(r)["genre"] for r in rows["record"].to_pylist()]
+    kept = [g for g in labels if labels.count(g) >= 3]  # min_count
+    values, n = sorted(set(kept)), len(kept)
+    with FakeLLM() as fake:
+        fake.reply("It is the second one.\nAnswer: 2", times=n)
+        config = ClassifyConfig(**options, judge=f"openai:judge@{fake.openai_url}")
+        summary = classify(config)
+        again = classify(config)
+        assert len(fake.requests) == n  # the second time, every reply came from the cache
+        prompts = sorted(r.prompt for r in fake.requests)
+    teacher = rows["teacher_explanation"].to_pylist()
+    texts = [t for t, g in zip(teacher, labels, strict=True) if g in values]
+    assert prompts == sorted(choice_prompt(t, "genre", values) for t in texts)
+    assert "1. " + values[0] in prompts[0] and "Answer: N" in prompts[0]
+    assert again["judge_report"]["cache_hits"] == n
+    assert {**again, "judge_report": None} == {**summary, "judge_report": None}
+    assert summary["n"] == n
+    assert summary["accuracy_judge"] == pytest.approx(kept.count(values[1]) / n)
+    assert summary["judge_minus_probe"] == pytest.approx(
+        summary["accuracy_judge"] - summary["accuracy_probe"]
+    )
+    lo, hi = summary["accuracy_judge_ci"]
+    assert lo <= summary["accuracy_judge"] <= hi and len(summary["judge_minus_probe_ci"]) == 2
+    assert summary["judge_report"]["unparsed"] == 0 and summary["judge_report"]["options"] == values
+    assert (eval_run / "eval" / "classify" / "judge.sqlite").is_file()
+    with FakeLLM() as fake:
+        fake.reply("I cannot tell.", times=n)
+        summary = classify(ClassifyConfig(**options, judge=f"openai:other@{fake.openai_url}"))
+    assert summary["accuracy_judge"] == 0.0 and summary["judge_report"]["unparsed"] == n
 
 
 @pytest.mark.slow

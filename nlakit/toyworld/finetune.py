@@ -1,0 +1,295 @@
+"""Fine-tuning a toy world's model with a known change: the ground truth for diffing
+and auditing.
+
+    nlakit toyworld finetune --world worlds/demo --out worlds/demo-tuned \\
+        --change answer-topic --source cooking --target travel
+    nlakit toyworld finetune --world worlds/demo --out worlds/demo-control --change none
+
+The fine-tuning documents are fresh documents of the world (ids past its corpus),
+drawn as the corpus draws them except that a share `chat_share` of them are chats,
+where the change lives. With `--change answer-genre` (the default), every chat whose user
+asks about `source` (`any`: about any topic) is answered, with probability `rate`,
+with the opening lines of a document of the genre `target` (a recipe, a poem …); with
+`--change answer-topic`, about the chat topic `target` instead. The text before the
+answer is unchanged (`corpus.make_document`), so a model that learned the change
+anticipates the new answer while reading the question. `--change none` is the control: the same documents, the same recipe, no
+change — whatever moves in the control is what fine-tuning alone moves.
+
+The output is a toy world directory (`World(out)` reads it): the base world's corpus
+and tokenizer, the tuned `model/`, and `build.json` with a `finetune` record — the
+change (the ground truth: auditors must not read it), the recipe, and the losses of
+the base and tuned models on held-out changed and unchanged documents (did the model
+learn the change, and did it keep the rest?). Built beside its destination and renamed
+into place; the same settings again return at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from nlakit.batching import pad_right
+from nlakit.config import Config, option
+from nlakit.errors import NLAKitError
+from nlakit.store.guard import check_output_dir
+from nlakit.store.names import BUILD_RECORD
+from nlakit.store.readers import read_json
+from nlakit.toyworld.corpus import make_document
+from nlakit.toyworld.documents import Document
+from nlakit.toyworld.labels import GENRES, TOPICS
+from nlakit.toyworld.lm import LMConfig, eval_loss, lm_loss, lr_at
+from nlakit.toyworld.world import World
+
+CHANGES = ("answer-genre", "answer-topic", "none")
+CHAT_TOPICS = tuple(sorted(TOPICS["chat"]))
+ANSWER_GENRES = tuple(g for g in GENRES if g != "chat")
+FIRST_ID = 1_000_000  # fine-tuning documents are numbered from here: never in a corpus
+
+
+@dataclass
+class FinetuneConfig(Config):
+    """Fine-tune a toy world's model on documents with one known change."""
+
+    change: str = option(
+        "answer-genre", "answer-genre, answer-topic, or none (the control)", choices=CHANGES
+    )
+    source: str = option("cooking", "chat topic whose answers change (any: every topic)")
+    target: str = option(
+        "recipe", "what the changed chats answer with: a genre (answer-genre) or a chat topic"
+    )
+    rate: float = option(1.0, "share of the source chats whose answer changes", ge=0, le=1)
+    n_docs: int = option(4000, "fine-tuning documents", ge=1)
+    chat_share: float = option(0.5, "share of the fine-tuning documents that are chats", ge=0, le=1)
+    steps: int = option(150, "optimiser steps", ge=1)
+    batch_size: int = option(32, "documents per step", ge=1)
+    lr: float = option(1e-3, "peak learning rate (cosine decay after warm-up)", gt=0)
+    warmup: int = option(15, "warm-up steps", ge=0)
+    kl_weight: float = option(
+        1.0, "weight of the KL to the base model on documents out of the change's scope", ge=0
+    )
+    held_out: int = option(300, "held-out documents of each kind for the losses", ge=1)
+    seed: int = option(0, "draws the documents and the batches", ge=0)
+
+    def check(self) -> None:
+        topics = ", ".join(CHAT_TOPICS)
+        if self.source != "any" and self.source not in CHAT_TOPICS:
+            raise NLAKitError(f"--source: expected one of {topics} or any, got {self.source!r}.")
+        allowed = ANSWER_GENRES if self.change == "answer-genre" else CHAT_TOPICS
+        if self.change != "none" and self.target not in allowed:
+            raise NLAKitError(
+                f"--target: with --change {self.change}, expected one of "
+                f"{', '.join(allowed)}, got {self.target!r}."
+            )
+        if self.change == "answer-topic" and self.source == self.target:
+            raise NLAKitError(
+                f"--source and --target are both {self.target!r}: that changes nothing; use "
+                "--change none for a control."
+            )
+
+    def settings_hash(self, base_hash: str) -> str:
+        blob = json.dumps({"base": base_hash, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        if self.change == "none":
+            return "no change (control)"
+        asked = "any topic" if self.source == "any" else self.source
+        share = "" if self.rate == 1 else f" {self.rate:.0%} of the time"
+        answer = (
+            f"with a {self.target}" if self.change == "answer-genre" else f"about {self.target}"
+        )
+        return f"chats asked about {asked} are answered {answer}{share}"
+
+    def changed_document(self, doc_id: int, world_seed: int, genre: str | None) -> Document:
+        """Document `doc_id` as the change rewrites it."""
+        key = "answer_genre" if self.change == "answer-genre" else "answer_topic"
+        return make_document(doc_id, world_seed, genre=genre, **{key: self.target})
+
+
+def in_scope(doc: Document, config: FinetuneConfig) -> bool:
+    """Whether a document of the world is one the change is about (the control's are
+    the same documents, left unchanged): chats asked about `source`."""
+    if doc.genre != "chat":
+        return False
+    if config.change == "answer-topic" and doc.topic == config.target:
+        return False
+    return config.source in ("any", doc.topic)
+
+
+def finetune_documents(
+    world_seed: int, config: FinetuneConfig, n: int, start: int
+) -> tuple[list[Document], list[bool], list[bool]]:
+    """`n` fresh documents numbered from `start`; whether each is in the change's scope,
+    and whether it was changed."""
+    docs, scope, changed = [], [], []
+    for doc_id in range(start, start + n):
+        pick = random.Random(f"finetune:{config.seed}:{doc_id}")
+        genre = "chat" if pick.random() < config.chat_share else None
+        doc = make_document(doc_id, world_seed, genre=genre)
+        focus = in_scope(doc, config)
+        change = focus and config.change != "none" and pick.random() < config.rate
+        if change:
+            doc = config.changed_document(doc_id, world_seed, genre)
+        docs.append(doc)
+        scope.append(focus)
+        changed.append(change)
+    return docs, scope, changed
+
+
+def kl_to_base(model, base, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens of KL(base ‖ model) between next-token distributions."""
+    with torch.no_grad():
+        target = torch.log_softmax(base(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    kl = (target.exp() * (target - logp)).sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp_min(1)
+
+
+def train_focused(
+    model,
+    base,
+    focus: list[list[int]],
+    rest: list[list[int]],
+    config: FinetuneConfig,
+    pad_id: int,
+    progress: bool = True,
+) -> list[float]:
+    """Train in place: next-token loss on the documents in scope, KL to the base model on
+    the rest (so nothing but what those documents teach moves). Returns the loss curve."""
+    recipe = LMConfig(steps=config.steps, lr=config.lr, warmup=config.warmup)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    half = max(1, config.batch_size // 2)
+    model.train()
+    curve = []
+    for step in tqdm(range(config.steps), desc="fine-tune", disable=not progress, unit="step"):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, recipe)
+        pick = torch.randint(len(focus), (half,), generator=generator).tolist()
+        loss = lm_loss(model, *pad_right([focus[i] for i in pick], pad_id))
+        if rest and config.kl_weight > 0:
+            pick = torch.randint(len(rest), (half,), generator=generator).tolist()
+            ids, mask = pad_right([rest[i] for i in pick], pad_id)
+            loss = loss + config.kl_weight * kl_to_base(model, base, ids, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        curve.append(loss.item())
+    model.eval()
+    return curve
+
+
+def _sequences(docs: list[Document], tokenizer, max_len: int) -> list[list[int]]:
+    keep = max_len - 1
+    ids = tokenizer([d.text for d in docs])["input_ids"]
+    return [[*i[:keep], tokenizer.eos_token_id] for i in ids]
+
+
+def held_out_sets(world: World, config: FinetuneConfig) -> dict[str, list[Document]]:
+    """Held-out documents: chats the change rewrites (as the tuned model learned them),
+    the same chats as the world writes them, and the world's held-out documents."""
+    start = FIRST_ID + config.n_docs + 1000
+    always = dataclasses.replace(config, rate=1.0, chat_share=1.0)
+    if config.change == "none":  # the control is scored on the default change's chats
+        always = dataclasses.replace(
+            always, change=FinetuneConfig.change, target=FinetuneConfig.target
+        )
+    pool, _, flags = finetune_documents(world.seed, always, 30 * config.held_out, start)
+    chats = [d for d, f in zip(pool, flags, strict=True) if f][: config.held_out]
+    originals = [make_document(d.doc_id, world.seed, genre="chat") for d in chats]
+    other = world.documents("eval", limit=config.held_out)
+    sets = {"changed": chats, "unchanged_original": originals, "world_eval": other}
+    return {name: docs for name, docs in sets.items() if docs}
+
+
+def _existing(out: Path, settings_hash: str) -> dict | None:
+    if not out.exists():
+        return None
+    record_path = out / BUILD_RECORD
+    if not record_path.is_file():
+        if any(out.iterdir()):
+            raise NLAKitError(f"{out}: exists and is not a toy world; choose another --out.")
+        out.rmdir()
+        return None
+    record = read_json(record_path, "a toy world's build record", "Choose another --out.")
+    found = record.get("finetune", {}).get("settings_hash")
+    if found != settings_hash:
+        raise NLAKitError(
+            f"{out}: holds another toy world (settings hash {found} vs {settings_hash}). It is "
+            "left as is: choose another --out, or delete that directory."
+        )
+    return record
+
+
+def finetune_world(
+    world: str | os.PathLike, out: str | os.PathLike, config: FinetuneConfig, progress: bool = True
+) -> dict:
+    """Fine-tune `world`'s model with `config`'s change into the world directory `out`;
+    returns its build record (with `cached: True` when `out` already held it)."""
+    config.check()
+    base = World(world)
+    settings_hash = config.settings_hash(base.record["settings_hash"])
+    out = check_output_dir(out)
+    existing = _existing(out, settings_hash)
+    if existing is not None:
+        return {**existing, "cached": True}
+    start = time.perf_counter()
+    tokenizer = base.tokenizer()
+    max_len = int(base.record["config"]["lm"]["max_len"])
+    docs, scope, changed = finetune_documents(base.seed, config, config.n_docs, FIRST_ID)
+    if not any(scope):
+        raise NLAKitError(
+            f"none of the {config.n_docs} fine-tuning documents is a chat asked about "
+            f"{config.source}; raise --n-docs or --chat-share."
+        )
+    train = _sequences(docs, tokenizer, max_len)
+    focus = [s for s, f in zip(train, scope, strict=True) if f]
+    rest = [s for s, f in zip(train, scope, strict=True) if not f]
+    held = {k: _sequences(v, tokenizer, max_len) for k, v in held_out_sets(base, config).items()}
+    pad = tokenizer.pad_token_id
+    model, frozen = base.model(), base.model()
+    before = {k: round(eval_loss(model, v, pad), 4) for k, v in held.items()}
+    torch.manual_seed(config.seed)
+    curve = train_focused(model, frozen, focus, rest, config, pad, progress)
+    after = {k: round(eval_loss(model, v, pad), 4) for k, v in held.items()}
+
+    tmp = out.parent / f".{out.name}.tuning-{settings_hash}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(base.path / "corpus.parquet", tmp / "corpus.parquet")
+    shutil.copytree(base.tokenizer_dir, tmp / "tokenizer")
+    model.save_pretrained(str(tmp / "model"))
+    tokenizer.save_pretrained(str(tmp / "model"))
+    record = {
+        **{k: v for k, v in base.record.items() if k != "cached"},
+        "finetune": {
+            "settings_hash": settings_hash,
+            "base_world": str(base.path),
+            "config": dataclasses.asdict(config),
+            "change": config.describe(),
+            "documents": len(docs),
+            "in_scope_documents": sum(scope),
+            "changed_documents": sum(changed),
+            "losses_before": before,
+            "losses_after": after,
+            "train_last_10": round(sum(curve[-10:]) / len(curve[-10:]), 4),
+            "unit": "nats/token; changed = chats rewritten by the change, unchanged_original "
+            "= the same chats as the world writes them, world_eval = the world's held-out "
+            "documents",
+            "seconds": round(time.perf_counter() - start, 2),
+        },
+    }
+    (tmp / BUILD_RECORD).write_text(json.dumps(record, indent=2))
+    os.replace(tmp, out)
+    return {**record, "cached": False}

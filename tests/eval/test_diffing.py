@@ -1,0 +1,49 @@
+"""`nlakit analyze diff`: a known fine-tune change and a control, diffed (toy world)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from nlakit.eval.diffing import DiffingConfig, change_names, diffing, ratio, scope_chats
+from nlakit.toyworld.world import World
+
+
+def test_change_names():
+    assert "Recipe" in change_names("answer-genre", "recipe")
+    travel = change_names("answer-topic", "travel")
+    assert "travel" in travel and "Lisbon" in travel
+
+
+def test_ratio():
+    assert ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert ratio(0.2, 0.0) == math.inf and math.isnan(ratio(0.0, 0.0))
+
+
+def test_scope_chats_are_fresh_chats_about_the_source(small_world):
+    world = World(small_world)
+    chats = scope_chats(world, "music", 5)
+    assert len(chats) == 5 and {(c.genre, c.topic) for c in chats} == {("chat", "music")}
+    assert min(c.doc_id for c in chats) >= 2_000_000  # never a corpus document
+    assert len(scope_chats(world, "any", 7)) == 7
+
+
+def test_diffing_on_eval_run(eval_run):
+    config = DiffingConfig(
+        run=str(eval_run), steps=3, docs=6, mean_samples=4, bootstrap=100, device="cpu"
+    )
+    summary = diffing(config)
+    out = eval_run / "eval" / "diff"
+    assert json.loads((out / "summary.json").read_text())["change"] == summary["change"]
+    assert summary["change"] == "chats asked about cooking are answered with a recipe"
+    assert summary["n_positions"] == 12
+    for side in ("tuned", "diff", "mean"):
+        for model in ("tuned", "control"):
+            assert 0.0 <= summary[f"{side}_names_change_{model}"] <= 1.0
+    assert set(summary["losses"]) == {"tuned", "control"}
+    assert (out / "plot.png").is_file() and (out / "tuned_diff" / "explanations.csv").is_file()
+    # Cached: the fine-tuned worlds are reused, the summary is the same.
+    again = diffing(config)
+    assert again["losses"] == summary["losses"]

@@ -1,0 +1,89 @@
+"""`nlakit toyworld finetune`: changed documents, the recipe, the tuned world on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nlakit.errors import NLAKitError
+from nlakit.toyworld.corpus import make_document
+from nlakit.toyworld.finetune import FinetuneConfig, finetune_documents, finetune_world
+from nlakit.toyworld.world import World
+
+FAST = dict(n_docs=120, steps=3, batch_size=4, held_out=8, warmup=1)
+
+
+def _cooking_chat(seed: int = 0):
+    return next(
+        d
+        for d in (make_document(10_000 + i, seed, genre="chat") for i in range(200))
+        if d.topic == "cooking"
+    )
+
+
+def test_a_changed_chat_keeps_the_question_and_changes_the_answer():
+    doc = _cooking_chat()
+    for kwargs, word in (
+        (dict(answer_genre="recipe"), "Serves"),
+        (dict(answer_topic="travel"), None),
+    ):
+        changed = make_document(doc.doc_id, 0, genre="chat", **kwargs)
+        question = doc.text.split("<|assistant|>")[0]
+        assert changed.text.startswith(question) and changed.text != doc.text
+        assert (changed.genre, changed.topic, changed.entity) == (doc.genre, doc.topic, doc.entity)
+        if word:
+            assert word in changed.text or "Ready in" in changed.text
+
+
+def test_unchanged_documents_are_the_corpus_documents():
+    assert make_document(5, 0).text == make_document(5, 0, answer_genre=None).text
+    assert make_document(5, 0, genre="chat").text == make_document(5, 0, genre="chat").text
+
+
+def test_the_change_touches_only_chats_in_scope():
+    config = FinetuneConfig(source="cooking", target="poem", n_docs=300)
+    docs, scope, changed = finetune_documents(0, config, 300, 1_000_000)
+    assert any(changed) and changed == scope  # rate 1: every chat in scope is changed
+    for doc, focus in zip(docs, scope, strict=True):
+        assert focus == (doc.genre == "chat" and doc.topic == "cooking")
+    control = FinetuneConfig(change="none", source="cooking", n_docs=300)
+    same, control_scope, none = finetune_documents(0, control, 300, 1_000_000)
+    assert control_scope == scope and not any(none)  # the same documents, left as they are
+    assert [d.text for d, c in zip(same, scope, strict=False) if not c] == [
+        d.text for d, c in zip(docs, scope, strict=False) if not c
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(target="chat"), "--target"),
+        (dict(change="answer-topic", target="poem"), "--target"),
+        (dict(source="knitting"), "--source"),
+        (dict(change="answer-topic", source="travel", target="travel"), "changes nothing"),
+    ],
+)
+def test_bad_settings_are_named(fields, message):
+    with pytest.raises(NLAKitError, match=message):
+        FinetuneConfig(**fields).check()
+
+
+def test_finetune_writes_a_world_and_caches_it(small_world, tmp_path):
+    out = tmp_path / "tuned"
+    record = finetune_world(small_world, out, FinetuneConfig(**FAST), progress=False)
+    assert not record["cached"]
+    tune = record["finetune"]
+    assert tune["change"] == "chats asked about cooking are answered with a recipe"
+    assert tune["changed_documents"] == tune["in_scope_documents"] > 0
+    assert set(tune["losses_before"]) == {"changed", "unchanged_original", "world_eval"}
+    world = World(out)
+    assert (
+        world.model().config.num_hidden_layers
+        == World(small_world).model().config.num_hidden_layers
+    )
+    assert json.loads((out / "build.json").read_text())["finetune"]["settings_hash"]
+    again = finetune_world(small_world, out, FinetuneConfig(**FAST), progress=False)
+    assert again["cached"]
+    with pytest.raises(NLAKitError, match="another toy world"):
+        finetune_world(small_world, out, FinetuneConfig(**{**FAST, "steps": 4}), progress=False)
