@@ -47,3 +47,18 @@ def test_diffing_on_eval_run(eval_run):
     # Cached: the fine-tuned worlds are reused, the summary is the same.
     again = diffing(config)
     assert again["losses"] == summary["losses"]
+
+
+@pytest.mark.slow
+def test_the_fine_tunes_carry_the_change_and_nothing_else(demo_eval_run):
+    """The ground truth the diff is judged against: the tuned demo model learned the
+    change, the control did not, and neither moved the rest of the world. (Whether the
+    demo AV names the change is measured, not asserted: docs/using.md, activation
+    diffing — on the demo run it does not.)"""
+    summary = diffing(DiffingConfig(run=str(demo_eval_run), device="cpu"))
+    tuned, control = summary["losses"]["tuned"], summary["losses"]["control"]
+    assert tuned["after"]["changed"] < 0.5 * tuned["before"]["changed"]
+    assert control["after"]["changed"] > 0.85 * control["before"]["changed"]
+    for losses in (tuned, control):
+        assert abs(losses["after"]["world_eval"] - losses["before"]["world_eval"]) < 0.05
+    assert summary["n_positions"] == 300
