@@ -97,7 +97,10 @@ class FinetuneConfig(Config):
             )
 
     def settings_hash(self, base_hash: str) -> str:
-        blob = json.dumps({"base": base_hash, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if self.change == "none":  # a control ignores the target: one control serves all
+            fields.pop("target")
+        blob = json.dumps({"base": base_hash, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> str:

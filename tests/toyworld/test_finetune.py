@@ -87,3 +87,11 @@ def test_finetune_writes_a_world_and_caches_it(small_world, tmp_path):
     assert again["cached"]
     with pytest.raises(NLAKitError, match="another toy world"):
         finetune_world(small_world, out, FinetuneConfig(**{**FAST, "steps": 4}), progress=False)
+
+
+def test_one_control_serves_every_target():
+    control = FinetuneConfig(change="none", target="poem").settings_hash("base")
+    assert control == FinetuneConfig(change="none", target="news").settings_hash("base")
+    assert control != FinetuneConfig(change="none", source="music").settings_hash("base")
+    tuned = FinetuneConfig(target="poem").settings_hash("base")
+    assert tuned != FinetuneConfig(target="news").settings_hash("base")
