@@ -185,13 +185,13 @@ def check_same_tokenizer(base_tok, tuned_tok, config: DiffConfig) -> None:
 def read_positions(config: DiffConfig, base, tuned, tokenizer, layer: int) -> Positions:
     """Sample positions from the corpus and read both models' block-`layer` outputs."""
     from nlakit.data.corpora import CorpusOptions, check_corpus, iter_corpus
-    from nlakit.data.extract import DEFAULT_MIN_POS, _toyworld_min_pos, activations_at
+    from nlakit.data.extract import activations_at, default_min_pos
     from nlakit.data.positions import sample_positions
 
     check_corpus(config.data)
     min_pos = config.min_pos
     if min_pos is None:
-        min_pos = _toyworld_min_pos(config.data) or DEFAULT_MIN_POS
+        min_pos = default_min_pos(config.data)
     special = set(tokenizer.all_special_ids)
     options = CorpusOptions(text_field=config.text_field)
     encoded, picks, docs = [], [], []

@@ -292,7 +292,7 @@ def extract(config: ExtractConfig, progress: bool = True) -> dict:
         return manifest
     min_pos = config.min_pos
     if min_pos is None:
-        min_pos = _toyworld_min_pos(config.corpus) or DEFAULT_MIN_POS
+        min_pos = default_min_pos(config.corpus)
     fractions = parse_fractions(
         config.frac_av_sft, config.frac_ar_sft, config.frac_rl, config.frac_eval
     )
@@ -371,9 +371,11 @@ def _extract(config, out, manifest, model, tokenizer, min_pos, fractions, progre
     return _finish(out, config, run, model, min_pos)
 
 
-def _toyworld_min_pos(corpus: str) -> int | None:
+def default_min_pos(corpus: str) -> int:
+    """The first position sampled when none is given: a toy world's own (its documents
+    are short), else `DEFAULT_MIN_POS`."""
     if not corpus.startswith("toyworld:"):
-        return None
+        return DEFAULT_MIN_POS
     # Lazy: the toy world is one optional corpus; data does not depend on it otherwise.
     from nlakit.toyworld.world import World
 
