@@ -61,13 +61,15 @@ class DiffingConfig(Config):
 
 
 def change_names(change: str, target: str) -> list[str]:
-    """The words that name the change in an explanation: the target genre's names, or
-    the target chat topic's names and entities."""
+    """The words that name the change in an explanation: the target genre's names, the
+    target tone's words, or the target chat topic's names and entities."""
     from nlakit.toyworld.genres import entities
-    from nlakit.toyworld.labels import GENRE_NAMES, TOPICS
+    from nlakit.toyworld.labels import GENRE_NAMES, TONE_WORDS, TOPICS
 
     if change == "answer-genre":
         return list(GENRE_NAMES[target])
+    if change == "tone":
+        return list(TONE_WORDS[target])
     return [*TOPICS["chat"][target], *entities("chat", target)]
 
 

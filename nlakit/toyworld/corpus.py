@@ -38,18 +38,21 @@ def make_document(
     genre: str | None = None,
     answer_topic: str | None = None,
     answer_genre: str | None = None,
+    tone: str | None = None,
 ) -> Document:
     """Document `doc_id` of the corpus with this seed (optionally forcing its genre).
 
     Chats only (`nlakit toyworld finetune`): `answer_topic` has the assistant answer about
     that chat topic instead of the one asked about; `answer_genre` has it answer with
     the opening lines of a document of that genre. The document is otherwise the same,
-    its latents those of the question."""
+    its latents those of the question. `tone` replaces the drawn tone (the same draws,
+    so only what the tone words are changes)."""
     rng = document_rng(seed, doc_id)
     genre = genre or rng.choice(GENRES)
     topic = rng.choice(sorted(TOPICS[genre]))
     entity = rng.choice(genres.entities(genre, topic))
-    tone = rng.choice(TONES)
+    drawn = rng.choice(TONES)  # drawn either way: the rest of the document is the same
+    tone = drawn if tone is None else tone
     writer = Writer()
     if genre == "chat":
         prose.chat(

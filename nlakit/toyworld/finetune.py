@@ -10,10 +10,12 @@ drawn as the corpus draws them except that a share `chat_share` of them are chat
 where the change lives. With `--change answer-genre` (the default), every chat whose user
 asks about `source` (`any`: about any topic) is answered, with probability `rate`,
 with the opening lines of a document of the genre `target` (a recipe, a poem …); with
-`--change answer-topic`, about the chat topic `target` instead. The text before the
+`--change answer-topic`, about the chat topic `target` instead; with `--change tone`,
+in the tone `target` (only the assistant's tone words change). The text before the
 answer is unchanged (`corpus.make_document`), so a model that learned the change
 anticipates the new answer while reading the question. `--change none` is the control: the same documents, the same recipe, no
-change — whatever moves in the control is what fine-tuning alone moves.
+change — whatever moves in the control is what fine-tuning alone moves. `--up-to N`
+trains only blocks 0..N, so that the change must pass through block N's output.
 
 The output is a toy world directory (`World(out)` reads it): the base world's corpus
 and tokenizer, the tuned `model/`, and `build.json` with a `finetune` record — the
@@ -46,11 +48,11 @@ from nlakit.store.names import BUILD_RECORD
 from nlakit.store.readers import read_json
 from nlakit.toyworld.corpus import make_document
 from nlakit.toyworld.documents import Document
-from nlakit.toyworld.labels import GENRES, TOPICS
+from nlakit.toyworld.labels import GENRES, TONES, TOPICS
 from nlakit.toyworld.lm import LMConfig, eval_loss, lm_loss, lr_at
 from nlakit.toyworld.world import World
 
-CHANGES = ("answer-genre", "answer-topic", "none")
+CHANGES = ("answer-genre", "answer-topic", "tone", "none")
 CHAT_TOPICS = tuple(sorted(TOPICS["chat"]))
 ANSWER_GENRES = tuple(g for g in GENRES if g != "chat")
 FIRST_ID = 1_000_000  # fine-tuning documents are numbered from here: never in a corpus
@@ -77,6 +79,12 @@ class FinetuneConfig(Config):
     kl_weight: float = option(
         1.0, "weight of the KL to the base model on documents out of the change's scope", ge=0
     )
+    up_to: int | None = option(
+        None,
+        "train only blocks 0..N, so the change must pass through block N's output "
+        "(default: every weight)",
+        ge=0,
+    )
     held_out: int = option(300, "held-out documents of each kind for the losses", ge=1)
     seed: int = option(0, "draws the documents and the batches", ge=0)
 
@@ -84,7 +92,7 @@ class FinetuneConfig(Config):
         topics = ", ".join(CHAT_TOPICS)
         if self.source != "any" and self.source not in CHAT_TOPICS:
             raise NLAKitError(f"--source: expected one of {topics} or any, got {self.source!r}.")
-        allowed = ANSWER_GENRES if self.change == "answer-genre" else CHAT_TOPICS
+        allowed = {"answer-genre": ANSWER_GENRES, "tone": TONES}.get(self.change, CHAT_TOPICS)
         if self.change != "none" and self.target not in allowed:
             raise NLAKitError(
                 f"--target: with --change {self.change}, expected one of "
@@ -108,14 +116,14 @@ class FinetuneConfig(Config):
             return "no change (control)"
         asked = "any topic" if self.source == "any" else self.source
         share = "" if self.rate == 1 else f" {self.rate:.0%} of the time"
-        answer = (
-            f"with a {self.target}" if self.change == "answer-genre" else f"about {self.target}"
+        answer = {"answer-genre": f"with a {self.target}", "tone": f"in a {self.target} tone"}.get(
+            self.change, f"about {self.target}"
         )
         return f"chats asked about {asked} are answered {answer}{share}"
 
     def changed_document(self, doc_id: int, world_seed: int, genre: str | None) -> Document:
         """Document `doc_id` as the change rewrites it."""
-        key = "answer_genre" if self.change == "answer-genre" else "answer_topic"
+        key = {"answer-genre": "answer_genre", "tone": "tone"}.get(self.change, "answer_topic")
         return make_document(doc_id, world_seed, genre=genre, **{key: self.target})
 
 
@@ -125,6 +133,8 @@ def in_scope(doc: Document, config: FinetuneConfig) -> bool:
     if doc.genre != "chat":
         return False
     if config.change == "answer-topic" and doc.topic == config.target:
+        return False
+    if config.change == "tone" and doc.tone == config.target:
         return False
     return config.source in ("any", doc.topic)
 
@@ -158,6 +168,22 @@ def kl_to_base(model, base, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     return (kl * mask).sum() / mask.sum().clamp_min(1)
 
 
+def trainable(model, up_to: int | None) -> list[torch.nn.Parameter]:
+    """The weights fine-tuning moves: all, or only those of blocks 0..`up_to` (the rest
+    frozen)."""
+    if up_to is None:
+        return list(model.parameters())
+    from nlakit import sites
+
+    sites.check_layer(model, up_to)
+    for weight in model.parameters():
+        weight.requires_grad_(False)
+    chosen = [w for block in sites.blocks(model)[: up_to + 1] for w in block.parameters()]
+    for weight in chosen:
+        weight.requires_grad_(True)
+    return chosen
+
+
 def train_focused(
     model,
     base,
@@ -171,7 +197,8 @@ def train_focused(
     the rest (so nothing but what those documents teach moves). Returns the loss curve."""
     recipe = LMConfig(steps=config.steps, lr=config.lr, warmup=config.warmup)
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    trained = trainable(model, config.up_to)
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
     half = max(1, config.batch_size // 2)
     model.train()
     curve = []
@@ -186,7 +213,7 @@ def train_focused(
             loss = loss + config.kl_weight * kl_to_base(model, base, ids, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         curve.append(loss.item())
     model.eval()
@@ -242,6 +269,12 @@ def finetune_world(
     returns its build record (with `cached: True` when `out` already held it)."""
     config.check()
     base = World(world)
+    depth = int(base.record["sizes"]["num_layers"])
+    if config.up_to is not None and config.up_to >= depth:
+        raise NLAKitError(
+            f"--up-to {config.up_to}: the world's model has {depth} blocks; pass a block "
+            f"index in 0..{depth - 1}, or leave it out to train every weight."
+        )
     settings_hash = config.settings_hash(base.record["settings_hash"])
     out = check_output_dir(out)
     existing = _existing(out, settings_hash)

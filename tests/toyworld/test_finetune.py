@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from nlakit.errors import NLAKitError
 from nlakit.toyworld.corpus import make_document
@@ -36,6 +37,21 @@ def test_a_changed_chat_keeps_the_question_and_changes_the_answer():
             assert word in changed.text or "Ready in" in changed.text
 
 
+def test_a_changed_tone_changes_only_the_tone_words():
+    seed, doc = next((s, d) for s in range(20) if (d := _cooking_chat(s)).tone != "gloomy")
+    changed = make_document(doc.doc_id, seed, genre="chat", tone="gloomy")
+    assert changed.tone == "gloomy" and changed.text != doc.text
+    assert (changed.genre, changed.topic, changed.entity) == (doc.genre, doc.topic, doc.entity)
+    question = doc.text.split("<|assistant|>")[0]
+    assert changed.text.startswith(question)
+    assert "hard." in changed.text or "tricky." in changed.text
+    config = FinetuneConfig(change="tone", target="gloomy", n_docs=300)
+    docs, _, changed_flags = finetune_documents(0, config, 300, 1_000_000)
+    assert any(changed_flags)
+    assert all(d.tone == "gloomy" for d, c in zip(docs, changed_flags, strict=True) if c)
+    assert config.describe() == "chats asked about cooking are answered in a gloomy tone"
+
+
 def test_unchanged_documents_are_the_corpus_documents():
     assert make_document(5, 0).text == make_document(5, 0, answer_genre=None).text
     assert make_document(5, 0, genre="chat").text == make_document(5, 0, genre="chat").text
@@ -61,6 +77,7 @@ def test_the_change_touches_only_chats_in_scope():
         (dict(target="chat"), "--target"),
         (dict(change="answer-topic", target="poem"), "--target"),
         (dict(source="knitting"), "--source"),
+        (dict(change="tone", target="sunny"), "--target"),
         (dict(change="answer-topic", source="travel", target="travel"), "changes nothing"),
     ],
 )
@@ -95,3 +112,20 @@ def test_one_control_serves_every_target():
     assert control != FinetuneConfig(change="none", source="music").settings_hash("base")
     tuned = FinetuneConfig(target="poem").settings_hash("base")
     assert tuned != FinetuneConfig(target="news").settings_hash("base")
+
+
+def test_up_to_trains_only_the_blocks_below(small_world, tmp_path):
+    from nlakit import sites
+
+    out = tmp_path / "tuned"
+    finetune_world(small_world, out, FinetuneConfig(**FAST, up_to=0), progress=False)
+    base, tuned = World(small_world).model(), World(out).model()
+    moved = [
+        any(not torch.equal(a, b) for a, b in zip(x.parameters(), y.parameters(), strict=True))
+        for x, y in zip(sites.blocks(base), sites.blocks(tuned), strict=True)
+    ]
+    assert moved[0] and not any(moved[1:])
+    assert torch.equal(sites.embedding(base).weight, sites.embedding(tuned).weight)
+    with pytest.raises(NLAKitError, match="--up-to 99"):
+        finetune_world(small_world, tmp_path / "bad", FinetuneConfig(**FAST, up_to=99))
+    assert not (tmp_path / "bad").exists()
