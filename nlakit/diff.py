@@ -306,7 +306,8 @@ def diff(config: DiffConfig) -> dict:
     if texts.get("mean"):
         write_text(out / MEAN_FILE, csv_text([{"explanation": t} for t in texts["mean"]]))
     write_analysis(out, table, summary, terms_figure(table))
-    return {**summary, "texts": texts, "rows": rows, "terms": table}
+    vectors = {"base": found.base, "tuned": found.tuned}
+    return {**summary, "texts": texts, "rows": rows, "terms": table, "vectors": vectors}
 
 
 def terms_figure(table: list[dict], top: int = 12):

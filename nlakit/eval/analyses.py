@@ -118,6 +118,13 @@ REGISTRY: dict[str, Analysis] = {
         "the tuned side, of the difference and of the mean difference name the change, "
         "beside the control (toy world).",
     ),
+    "audit": Analysis(
+        "nlakit.eval.audit", "AuditConfig", "audit", "audit",
+        "Hidden-secret audit",
+        "The world's model fine-tuned to steer a share of its answers toward a secret genre; "
+        "an auditor guesses the secret from k prompts' transcripts or from the AV's "
+        "explanations of the model's activations on them: success against k (toy world).",
+    ),
     "length": Analysis(
         "nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep",
         "Length sweep",

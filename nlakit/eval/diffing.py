@@ -34,10 +34,12 @@ from nlakit.eval.outputs import write_analysis
 from nlakit.eval.runs import resolve_run
 from nlakit.eval.stats import bootstrap_mean
 from nlakit.toyworld.finetune import CHANGES, FinetuneConfig, finetune_world
+from nlakit.toyworld.probe import latent_probe
 
 NAME = directory_of(__name__)  # RUN/eval/diff/
 CHATS_FILE = "chats.jsonl"
 MODELS = ("tuned", "control")
+PROBED = {"answer-genre": "genre", "tone": "tone", "answer-topic": "chat_topic"}
 READ_SIDES = ("tuned", "diff", "mean")  # the sides that may name the change (base: the prior)
 
 
@@ -86,12 +88,31 @@ def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
     return chats
 
 
-def rate_with_ci(texts: list[str], names: list[str], config: DiffingConfig) -> dict:
-    hits = torch.from_numpy(naming_rate(texts, names))
-    if hits.numel() == 0:
+def probe_readings(probe, vectors: dict, config: DiffingConfig) -> dict[str, list[str]]:
+    """What a linear probe of the base model reads from the tuned side and from the
+    difference vectors (normalised as the AV reads them)."""
+    from nlakit.diff import difference_vectors
+
+    base, tuned = vectors["base"], vectors["tuned"]
+    return {
+        "tuned (probe)": probe.predict(tuned),
+        "diff (probe)": probe.predict(difference_vectors(base, tuned, config.norm)),
+    }
+
+
+def share_with_ci(hits: np.ndarray, config: DiffingConfig) -> dict:
+    """The share of true `hits` with its 95% bootstrap CI."""
+    if len(hits) == 0:
         return {"rate": float("nan"), "ci": [float("nan")] * 2, "n": 0}
-    stats = bootstrap_mean(hits, config.bootstrap, config.seed)
+    stats = bootstrap_mean(
+        torch.as_tensor(hits, dtype=torch.float32), config.bootstrap, config.seed
+    )
     return {"rate": stats["mean"], "ci": [stats["ci_low"], stats["ci_high"]], "n": stats["n"]}
+
+
+def rate_with_ci(texts: list[str], names: list[str], config: DiffingConfig) -> dict:
+    """The share of `texts` that name the change, with its CI."""
+    return share_with_ci(naming_rate(texts, names), config)
 
 
 def ratio(tuned: float, control: float) -> float:
@@ -121,13 +142,13 @@ def diffing(config: DiffingConfig) -> dict:
     chats = scope_chats(world, config.source, config.docs)
     write_text(out / CHATS_FILE, "".join(json.dumps({"text": d.text}) + "\n" for d in chats))
     names = change_names(config.change, config.target)
-    records, texts = {}, {}
+    records, texts, vectors = {}, {}, {}
     for model in MODELS:
         settings = finetune if model == "tuned" else dataclasses.replace(finetune, change="none")
         # One directory per fine-tune's settings: other settings never overwrite a cached one.
         tuned_world = out / "worlds" / settings.settings_hash(world.record["settings_hash"])
         records[model] = finetune_world(world.path, tuned_world, settings)["finetune"]
-        texts[model] = diff(
+        found = diff(
             DiffConfig(
                 av=str(paths.av),
                 base=str(world.model_dir),
@@ -142,12 +163,18 @@ def diffing(config: DiffingConfig) -> dict:
                 seed=config.seed,
                 device=config.device,
             )
-        )["texts"]
+        )
+        texts[model], vectors[model], layer = found["texts"], found["vectors"], found["layer"]
     table = []
     for model in MODELS:
         for side in ("base", *READ_SIDES):
-            found = rate_with_ci(texts[model].get(side, []), names, config)
-            table.append({"model": model, "side": side, **found})
+            rate = rate_with_ci(texts[model].get(side, []), names, config)
+            table.append({"model": model, "side": side, **rate})
+    probe = latent_probe(world, layer, PROBED[config.change])
+    for model in MODELS:
+        for side, read in probe_readings(probe, vectors[model], config).items():
+            rate = share_with_ci(np.array([r == config.target for r in read]), config)
+            table.append({"model": model, "side": side, **rate})
     by = {(r["model"], r["side"]): r for r in table}
     summary = {
         "run": str(paths.root),
@@ -167,6 +194,12 @@ def diffing(config: DiffingConfig) -> dict:
             f"{side}_ratio": ratio(by[("tuned", side)]["rate"], by[("control", side)]["rate"])
             for side in READ_SIDES
         },
+        "probe": {"latent": probe.latent, "accuracy": probe.accuracy, "n_train": probe.n_train},
+        **{
+            f"probe_{side}_reads_change_{model}": by[(model, f"{side} (probe)")]["rate"]
+            for side in ("tuned", "diff")
+            for model in MODELS
+        },
         "table": table,
     }
     write_analysis(out, table, summary, _figure(table, summary))
@@ -182,13 +215,13 @@ def _figure(table: list[dict], summary: dict):
         "share naming the change (95% CI)",
         size=(7.5, 4.2),
     )
-    sides = ["base", *READ_SIDES]
+    sides = list(dict.fromkeys(r["side"] for r in table))
     x = np.arange(len(sides))
     for offset, model in zip((-0.2, 0.2), MODELS, strict=True):
         rows = [next(r for r in table if r["model"] == model and r["side"] == s) for s in sides]
         rates = np.array([r["rate"] for r in rows])
         errors = np.array([[r["rate"] - r["ci"][0], r["ci"][1] - r["rate"]] for r in rows]).T
         ax.bar(x + offset, rates, 0.4, yerr=errors, capsize=3, label=f"{model} model")
-    ax.set_xticks(x, [f"{s} side" if s != "mean" else "mean difference" for s in sides])
+    ax.set_xticks(x, [s if s != "mean" else "mean diff." for s in sides], rotation=20)
     ax.legend()
     return fig

@@ -141,3 +141,53 @@ def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = T
     results["seconds"] = round(time.perf_counter() - start, 2)
     write_json(world.path / "probe.json", results)
     return results
+
+
+# A latent a probe reads (`latent_probe`): its record field, and the genre whose positions
+# it is read at (None: every genre).
+LATENTS = {
+    "genre": (lambda r: r.genre, None),
+    "tone": (lambda r: r.tone, "chat"),
+    "chat_topic": (lambda r: r.topic, "chat"),
+}
+
+
+@dataclass
+class LatentProbe:
+    """A linear probe for one latent, fitted on the base model's block-K activations."""
+
+    latent: str
+    classes: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    linear: torch.nn.Linear
+    accuracy: float  # on the positions of held-out documents
+    n_train: int
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> list[str]:
+        """The class read from each row of `x [n, d]`."""
+        z = (x.float().cpu() - self.mean) / self.std
+        return [self.classes[i] for i in self.linear(z).argmax(-1).tolist()]
+
+
+def latent_probe(
+    world: World, layer: int, latent: str, config: ProbeConfig | None = None
+) -> LatentProbe:
+    """A probe for `latent` (a key of `LATENTS`) on `world`'s model at block `layer`: the
+    upper bound of what any linear reader of that block — an AV included — can say of it."""
+    config = config or ProbeConfig(max_docs=1500)
+    get, genre = LATENTS[latent]
+    x, records, doc_ids = collect(world, layer, config.max_docs, progress=False)
+    keep = [i for i, r in enumerate(records) if genre is None or r.genre == genre]
+    x, records = x[keep], [records[i] for i in keep]
+    test = torch.tensor([_is_test(doc_ids[i], config.test_fraction) for i in keep])
+    values = [get(r) for r in records]
+    classes = sorted(set(values))
+    y = torch.tensor([classes.index(v) for v in values])
+    mean, std = x[~test].mean(0), x[~test].std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    linear = fit_probe(z[~test], y[~test], len(classes), config.steps, config.weight_decay)
+    with torch.no_grad():
+        accuracy = float((linear(z[test]).argmax(-1) == y[test]).float().mean())
+    return LatentProbe(latent, classes, mean, std, linear, accuracy, int((~test).sum()))

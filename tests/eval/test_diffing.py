@@ -43,6 +43,10 @@ def test_diffing_on_eval_run(eval_run):
         for model in ("tuned", "control"):
             assert 0.0 <= summary[f"{side}_names_change_{model}"] <= 1.0
     assert set(summary["losses"]) == {"tuned", "control"}
+    assert summary["probe"]["latent"] == "genre" and 0 <= summary["probe"]["accuracy"] <= 1
+    for side in ("tuned", "diff"):
+        for model in ("tuned", "control"):
+            assert 0.0 <= summary[f"probe_{side}_reads_change_{model}"] <= 1.0
     assert (out / "plot.png").is_file() and (out / "tuned_diff" / "explanations.csv").is_file()
     # Cached: the fine-tuned worlds are reused, the summary is the same.
     again = diffing(config)

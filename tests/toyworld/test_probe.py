@@ -2,7 +2,9 @@ import json
 
 import pytest
 
-from nlakit.toyworld.probe import ProbeConfig, probe_world
+from nlakit.toyworld.labels import GENRES, TONES
+from nlakit.toyworld.probe import ProbeConfig, latent_probe, probe_world
+from nlakit.toyworld.world import World
 
 
 def test_probe_on_the_small_world(small_world):
@@ -16,6 +18,18 @@ def test_probe_on_the_small_world(small_world):
 
 
 @pytest.mark.slow
+def test_latent_probes_read_one_latent(small_world):
+    world = World(small_world)
+    config = ProbeConfig(max_docs=60, steps=20)
+    genre = latent_probe(world, world.default_layer, "genre", config)
+    assert set(genre.classes) <= set(GENRES) and len(genre.classes) > 2
+    assert genre.accuracy > 1 / len(genre.classes)  # genre is linearly readable
+    x = genre.mean[None].repeat(3, 1)
+    assert len(genre.predict(x)) == 3 and set(genre.predict(x)) <= set(genre.classes)
+    tone = latent_probe(world, world.default_layer, "tone", config)  # read at chats only
+    assert set(tone.classes) <= set(TONES) and 0.0 <= tone.accuracy <= 1.0
+
+
 def test_demo_world_acceptance(tmp_path):
     """`nlakit toyworld build --size demo` in ≤ 4 minutes; probes: genre ≥ 95%,
     next-token kind ≥ 80% held out at the default layer."""
