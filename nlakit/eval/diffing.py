@@ -53,6 +53,7 @@ class DiffingConfig(Config):
     target: str = option("recipe", "what the changed chats answer with (a genre or a topic)")
     steps: int = option(150, "fine-tuning steps (each model)", ge=1)
     lr: float = option(1e-3, "fine-tuning learning rate", gt=0)
+    up_to: int | None = option(None, "fine-tune only blocks 0..N (default: every weight)", ge=0)
     docs: int = option(150, "chats diffed", ge=1)
     positions_per_doc: int = option(2, "positions per chat", ge=1)
     mean_samples: int = option(32, "explanations of the mean difference", ge=0)
@@ -134,7 +135,7 @@ def diffing(config: DiffingConfig) -> dict:
         )
     finetune = FinetuneConfig(
         change=config.change, source=config.source, target=config.target,
-        steps=config.steps, lr=config.lr, seed=config.seed,
+        steps=config.steps, lr=config.lr, up_to=config.up_to, seed=config.seed,
     )  # fmt: skip
     finetune.check()
     world = World(paths.world)
