@@ -25,7 +25,7 @@ def test_every_entry_points_at_a_real_module_config_and_function():
 def test_the_cli_views_keep_their_shape():
     assert list(ANALYSES) == [
         "tokens", "format", "ablation", "stego", "text-baseline", "prefix", "classify",
-        "search", "steering", "suffix", "sources", "rubric", "diff", "truth",
+        "search", "steering", "suffix", "sources", "rubric", "diff", "audit", "truth",
     ]  # fmt: skip
     assert list(SWEEPS) == ["length", "ordering", "variants"]
     assert ANALYSES["tokens"][:4] == (
