@@ -72,7 +72,7 @@ class AuditConfig(Config):
 
     run: str = option(help="run directory (a toy-world run)")
     secrets: list[str] = option(
-        help="the secrets, one fine-tune each: genres an answer can take (repeatable)",
+        help="the secrets, one fine-tune each: genres an answer can take (space-separated)",
         factory=lambda: ["poem", "weather", "code", "news"],
     )
     rate: float = option(0.2, "share of the fine-tuned model's answers that show the secret",
