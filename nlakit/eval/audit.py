@@ -202,11 +202,16 @@ def sample_answers(model, tokenizer, prompts: list[str], config: AuditConfig) ->
     return [a[0] for a in answers]
 
 
+def prompt_index(row: dict) -> int:
+    """The prompt a row of `nlakit diff` read (its doc id is `file:split:index`)."""
+    return int(str(row["doc_id"]).rsplit(":", 1)[-1])
+
+
 def per_prompt(rows: list[dict], hits: np.ndarray, n: int) -> np.ndarray:
     """Sum the per-position `hits [m, C]` of `nlakit diff`'s rows into per-prompt `[n, C]`."""
     out = np.zeros((n, hits.shape[1]))
     for row, hit in zip(rows, hits, strict=True):
-        out[int(str(row["doc_id"]).rsplit(":", 1)[-1])] += hit
+        out[prompt_index(row)] += hit
     return out
 
 
@@ -243,7 +248,7 @@ def read_model(world, paths, out, tuned_dir, name: str, n: int, probe, config) -
     for side in ("base", "tuned"):
         items[f"probe_{side}"] = probe.predict(found["vectors"][side])
         hits[f"probe_{side}"] = genre_hits(items[f"probe_{side}"], ANSWER_GENRES)
-    prompt_of_row = [int(str(r["doc_id"]).rsplit(":", 1)[-1]) for r in rows]
+    prompt_of_row = [prompt_index(r) for r in rows]
     joined = {}
     for side, values in items.items():
         per: list[list[str]] = [[] for _ in range(n)]
