@@ -101,6 +101,14 @@ def fit_probe(
     return probe
 
 
+def fit_scored(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor, n_classes: int, config):
+    """A probe fitted on the rows not in `test`, and its accuracy on those in it."""
+    probe = fit_probe(x[~test], y[~test], n_classes, config.steps, config.weight_decay)
+    with torch.no_grad():
+        accuracy = float((probe(x[test]).argmax(-1) == y[test]).float().mean())
+    return probe, accuracy
+
+
 def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = True) -> dict:
     """Fit every probe; write and return `probe.json`'s contents."""
     config = config or ProbeConfig()
@@ -130,9 +138,7 @@ def probe_world(world_dir, config: ProbeConfig | None = None, progress: bool = T
         values = [get(r) for r in records]
         classes = sorted(set(values), key=str)
         y = torch.tensor([classes.index(v) for v in values])
-        probe = fit_probe(x[~test], y[~test], len(classes), config.steps, config.weight_decay)
-        with torch.no_grad():
-            accuracy = (probe(x[test]).argmax(-1) == y[test]).float().mean()
+        _, accuracy = fit_scored(x, y, test, len(classes), config)
         majority = torch.bincount(y[~test], minlength=len(classes)).argmax()
         results[f"{name}_acc"] = round(float(accuracy), 4)
         results[f"{name}_majority"] = round(float((y[test] == majority).float().mean()), 4)
@@ -187,7 +193,5 @@ def latent_probe(
     y = torch.tensor([classes.index(v) for v in values])
     mean, std = x[~test].mean(0), x[~test].std(0).clamp_min(1e-6)
     z = (x - mean) / std
-    linear = fit_probe(z[~test], y[~test], len(classes), config.steps, config.weight_decay)
-    with torch.no_grad():
-        accuracy = float((linear(z[test]).argmax(-1) == y[test]).float().mean())
+    linear, accuracy = fit_scored(z, y, test, len(classes), config)
     return LatentProbe(latent, classes, mean, std, linear, accuracy, int((~test).sum()))
