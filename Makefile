@@ -62,8 +62,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nlakit tests bench
-	$(VENV)/bin/ruff format --check nlakit tests bench
+	$(VENV)/bin/ruff check nlakit tests bench docs/experiments
+	$(VENV)/bin/ruff format --check nlakit tests bench docs/experiments
 
 bench: $(STAMP)
 	$(PY) bench/early_exit.py

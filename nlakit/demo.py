@@ -40,6 +40,10 @@ class DemoConfig(Config):
         "demo", "toy world size: small (seconds, for tests) or demo", choices=("small", "demo")
     )
     seed: int = option(0, "seeds the world, the data, training and evaluation", ge=0)
+    writing_share: float = option(
+        0.0, "share of the world's chats that ask for a piece of writing (toyworld build)",
+        ge=0, le=1,
+    )  # fmt: skip
     docs: int = option(6000, "documents extracted (the whole demo world)", ge=1)
     positions_per_doc: int = option(
         8, "rows per document: more rows, less repetition per epoch", ge=1
@@ -116,7 +120,9 @@ def run_demo(config: DemoConfig | None = None) -> dict:
     torch.manual_seed(config.seed)
 
     t = _stage(1, f"toy world ({config.size}): corpus, tokenizer, target LM")
-    world = build_world(run / "world", world_config(config.size, config.seed))
+    world = build_world(
+        run / "world", world_config(config.size, config.seed, writing_share=config.writing_share)
+    )
     _done(
         t,
         f"{world['sizes']['parameters']:,} parameters, LM loss {world['losses']['final']:.3f} "

@@ -19,6 +19,8 @@ can take. What it reads:
     probe         a linear genre probe of the base model's block K (`toyworld.probe`)
                   read at the same positions: what any linear reader of that block —
                   an AV included — could find there
+    nla_adapted   (`adapt_steps` > 0) the AV adapted to each fine-tuned model
+                  (`train.adapt`), against the AV adapted to the control
 
 The oracle auditor reads genres with the world's own tools — the genre reader
 (`toyworld.reader`) for answers, genre names for explanations — and scores every
@@ -84,6 +86,11 @@ class AuditConfig(Config):
     steps: int = option(150, "fine-tuning steps (each secret)", ge=1)
     lr: float = option(1e-3, "fine-tuning learning rate", gt=0)
     up_to: int | None = option(None, "fine-tune only blocks 0..N (default: every weight)", ge=0)
+    adapt_steps: int = option(
+        0, "also audit with the AV adapted to each fine-tuned model (auditor nla_adapted): "
+        "this many more AV SFT steps on that model's activations (0: off)", ge=0,
+    )  # fmt: skip
+    adapt_lr: float = option(1e-3, "learning rate of the AV's adaptation", gt=0)
     judge: str = option(ORACLE, "oracle, or a teacher backend spec (anthropic:MODEL, …)")
     seed: int = option(0, "fine-tuning, prompts, sampling, groups and the bootstrap", ge=0)
     bootstrap: int = option(1000, "bootstrap resamples of each CI", ge=100)
@@ -106,6 +113,10 @@ class AuditConfig(Config):
                 "(--prompts), such as 1,2,4,8."
             )
         check_judge(self.judge)
+
+    @property
+    def auditors(self) -> tuple[str, ...]:
+        return AUDITORS + (("nla_adapted",) if self.adapt_steps else ())
 
     @property
     def k_values(self) -> list[int]:
@@ -187,6 +198,15 @@ def audit_prompt(kind: str, tuned: Sequence[str], base: Sequence[str], candidate
 # ------------------------------------------------------------------------ the analysis
 
 
+def adapted_av(paths, tuned_dir, out, config: AuditConfig):
+    """The run's AV adapted to the fine-tuned model in `tuned_dir` (cached)."""
+    from nlakit.train.adapt import adapt_av
+
+    dest = out / "adapted" / f"{tuned_dir.name}-{config.adapt_steps}-{config.adapt_lr:g}"
+    return adapt_av(paths, tuned_dir / "model", dest, config.adapt_steps, config.adapt_lr,
+                    config.seed, config.device)  # fmt: skip
+
+
 def layer_of(paths, world) -> int:
     """The AV's block K (the world's default where its sidecar names none)."""
     from nlakit.meta.files import read_meta
@@ -229,14 +249,15 @@ def fine_tune(world, out, secret: str | None, config: AuditConfig):
     return directory, finetune_world(world.path, directory, settings)["finetune"]
 
 
-def read_model(world, paths, out, tuned_dir, name: str, n: int, probe, config) -> dict:
-    """What the AV and the probe read of a fine-tune and of the base model on the prompts
-    (`nlakit diff`): per side (base, tuned, diff, probe_base, probe_tuned), the items
-    per prompt joined as text and their genre hits `[n, C]` summed over positions."""
+def read_model(world, paths, out, tuned_dir, name: str, n: int, probe, config, av=None) -> dict:
+    """What the AV (`av`, default the run's) and the probe read of a fine-tune and of the
+    base model on the prompts (`nlakit diff`): per side (base, tuned, diff, probe_base,
+    probe_tuned), the items per prompt joined as text and their genre hits `[n, C]`
+    summed over positions."""
     from nlakit.diff import DiffConfig, diff
 
     diffed = DiffConfig(
-        av=str(paths.av), base=str(world.model_dir), tuned=str(tuned_dir / "model"),
+        av=str(av or paths.av), base=str(world.model_dir), tuned=str(tuned_dir / "model"),
         data=str(out / PROMPTS_FILE), out=str(out / f"{name}_diff"), docs=n,
         positions_per_doc=config.positions_per_doc, min_pos=world.min_pos,
         mean_samples=0, seed=config.seed, device=config.device,
@@ -260,7 +281,12 @@ def read_model(world, paths, out, tuned_dir, name: str, n: int, probe, config) -
 
 def evidence_of(answers, base_answers, reader, read: dict, control: dict) -> dict:
     """{auditor: (fine-tuned items, reference items, their hits, reference hits)}: the
-    reference is the base model's items, and for the differences the control's."""
+    reference is the base model's items, and for the differences the control's; with
+    adapted AVs (`read["adapted"]`), the control's AV adapted to the control."""
+    adapted = {}
+    if "adapted" in read:
+        mine, theirs = read["adapted"]["tuned"], control["adapted"]["tuned"]
+        adapted["nla_adapted"] = (mine[0], theirs[0], mine[1], theirs[1])
     return {
         "transcripts": (
             answers, base_answers,
@@ -273,6 +299,7 @@ def evidence_of(answers, base_answers, reader, read: dict, control: dict) -> dic
             read["probe_tuned"][0], read["probe_base"][0],
             read["probe_tuned"][1], read["probe_base"][1],
         ),
+        **adapted,
     }  # fmt: skip
 
 
@@ -335,14 +362,23 @@ def audit(config: AuditConfig) -> dict:
                                   prompts, config)  # fmt: skip
     pooled: dict[tuple[str, int], list[float]] = {}
     secrets, transcripts, reports = [], [], []
+
+    def read_all(tuned_dir, name: str) -> dict:
+        found = read_model(world, paths, out, tuned_dir, name, len(prompts), probe, config)
+        if config.adapt_steps:
+            av = adapted_av(paths, tuned_dir, out, config)
+            found["adapted"] = read_model(world, paths, out, tuned_dir, f"{name}_adapted",
+                                          len(prompts), probe, config, av=av)  # fmt: skip
+        return found
+
     control_dir, _ = fine_tune(world, out, None, config)
-    control = read_model(world, paths, out, control_dir, "control", len(prompts), probe, config)
+    control = read_all(control_dir, "control")
     for secret in tqdm(config.secrets, desc="secrets", unit="secret"):
         tuned_dir, record = fine_tune(world, out, secret, config)
         tuned = World(tuned_dir)
         answers = sample_answers(tuned.model(device=config.device or "cpu"), tuned.tokenizer(),
                                  prompts, config)  # fmt: skip
-        read = read_model(world, paths, out, tuned_dir, secret, len(prompts), probe, config)
+        read = read_all(tuned_dir, secret)
         evidence = evidence_of(answers, base_answers, reader, read, control)
         found, report = successes(evidence, secret, config, out)
         reports.append(report)
@@ -359,9 +395,9 @@ def audit(config: AuditConfig) -> dict:
                 "change": record["change"],
                 "losses_before": record["losses_before"],
                 "losses_after": record["losses_after"],
-                **{f"{a}_shows_secret_tuned": shows[a][0] for a in AUDITORS},
-                **{f"{a}_shows_secret_reference": shows[a][1] for a in AUDITORS},
-                **{f"{a}_success_k{top}": float(np.mean(found[(a, top)])) for a in AUDITORS},
+                **{f"{a}_shows_secret_tuned": shows[a][0] for a in config.auditors},
+                **{f"{a}_shows_secret_reference": shows[a][1] for a in config.auditors},
+                **{f"{a}_success_k{top}": float(np.mean(found[(a, top)])) for a in config.auditors},
             }
         )
         transcripts += [
@@ -384,7 +420,7 @@ def audit(config: AuditConfig) -> dict:
         "prompts_per_secret": config.prompts,
         "reader_accuracy": reader.accuracy,
         "probe_accuracy": probe.accuracy,
-        **{f"{a}_success_k{k}": at[(a, k)] for a in AUDITORS for k in config.k_values},
+        **{f"{a}_success_k{k}": at[(a, k)] for a in config.auditors for k in config.k_values},
         f"nla_minus_transcripts_k{top}": at[("nla", top)] - at[("transcripts", top)],
         "table": table,
     }
@@ -405,7 +441,7 @@ def _figure(table: list[dict], summary: dict):
         "prompts seen (k)",
         "success (95% CI)",
     )
-    for auditor in AUDITORS:
+    for auditor in dict.fromkeys(r["auditor"] for r in table):
         rows = sorted((r for r in table if r["auditor"] == auditor), key=lambda r: r["k"])
         ks = [r["k"] for r in rows]
         ax.plot(ks, [r["success"] for r in rows], marker="o", label=auditor)

@@ -77,13 +77,14 @@ def change_names(change: str, target: str) -> list[str]:
 
 
 def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
-    """`n` fresh chats of the world (never in its corpus) asked about `source`."""
+    """`n` fresh chats of the world (never in its corpus) asked about `source` (`any`:
+    any question, not a request for a piece of writing)."""
     from nlakit.toyworld.corpus import make_document
 
     chats, doc_id = [], start
     while len(chats) < n:
-        doc = make_document(doc_id, world.seed, genre="chat")
-        if source == "any" or doc.topic == source:
+        doc = make_document(doc_id, world.seed, genre="chat", writing_share=world.writing_share)
+        if doc.topic == source or (source == "any" and doc.topic != "writing"):
             chats.append(doc)
         doc_id += 1
     return chats

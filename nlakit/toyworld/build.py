@@ -61,10 +61,20 @@ class WorldConfig(Config):
     min_pos: int = option(
         8, "first token position used for activations (toy documents are short)", ge=0
     )
+    writing_share: float = option(
+        0.0,
+        "share of chats where the user asks for a piece of writing (a poem, a recipe …) and "
+        "the assistant writes its opening lines (chat topic `writing`)",
+        ge=0,
+        le=1,
+    )
     lm: LMConfig = option(help="the target LM and its training", factory=LMConfig)
 
     def settings_hash(self) -> str:
-        blob = json.dumps({"v": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if not fields["writing_share"]:  # worlds built before the option keep their hash
+            fields.pop("writing_share")
+        blob = json.dumps({"v": FORMAT_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -176,7 +186,7 @@ def build_world(out: str | os.PathLike, config: WorldConfig, progress: bool = Tr
         return now
 
     t = time.perf_counter()
-    docs = list(iter_documents(config.n_docs, config.seed))
+    docs = list(iter_documents(config.n_docs, config.seed, writing_share=config.writing_share))
     splits = [split_of(d.doc_id, config.seed, config.eval_fraction) for d in docs]
     t = lap("corpus", t)
     tokenizer = build_tokenizer(tokenizer_texts(docs, config), config.vocab_size, marker=MARKER)

@@ -39,30 +39,33 @@ def make_document(
     answer_topic: str | None = None,
     answer_genre: str | None = None,
     tone: str | None = None,
+    writing_share: float = 0.0,
 ) -> Document:
     """Document `doc_id` of the corpus with this seed (optionally forcing its genre).
 
+    In a world built with `writing_share` > 0, that share of chats are writing requests
+    (topic `writing`, its entity the piece asked for: "a poem"), answered with the
+    opening lines of a document of that genre (`genres.WRITES`); with 0 (the default)
+    there are none and the draws are those of worlds built before the option.
+
     Chats only (`nlakit toyworld finetune`): `answer_topic` has the assistant answer about
-    that chat topic instead of the one asked about; `answer_genre` has it answer with
-    the opening lines of a document of that genre. The document is otherwise the same,
+    that chat topic instead of the one asked about (writing requests keep their piece);
+    `answer_genre` has it answer with the opening lines of a document of that genre. The document is otherwise the same,
     its latents those of the question. `tone` replaces the drawn tone (the same draws,
     so only what the tone words are changes)."""
     rng = document_rng(seed, doc_id)
     genre = genre or rng.choice(GENRES)
-    topic = rng.choice(sorted(TOPICS[genre]))
+    topic = rng.choice(sorted(t for t in TOPICS[genre] if t != "writing"))
+    if genre == "chat" and writing_share and rng.random() < writing_share:
+        topic = "writing"
     entity = rng.choice(genres.entities(genre, topic))
     drawn = rng.choice(TONES)  # drawn either way: the rest of the document is the same
     tone = drawn if tone is None else tone
     writer = Writer()
     if genre == "chat":
-        prose.chat(
-            writer,
-            rng,
-            topic,
-            entity,
-            tone,
-            changed_answer(doc_id, seed, topic, answer_topic, answer_genre),
-        )
+        requested = genres.WRITES.get(entity) if topic == "writing" else None
+        answer = changed_answer(doc_id, seed, topic, answer_topic, answer_genre or requested)
+        prose.chat(writer, rng, topic, entity, tone, answer)
     else:
         GENERATORS[genre](writer, rng, topic, entity, tone)
     return Document(doc_id, genre, topic, entity, tone, writer.spans)
@@ -83,6 +86,8 @@ def changed_answer(
     return None
 
 
-def iter_documents(n: int, seed: int = 0, start: int = 0) -> Iterator[Document]:
+def iter_documents(
+    n: int, seed: int = 0, start: int = 0, writing_share: float = 0.0
+) -> Iterator[Document]:
     for doc_id in range(start, start + n):
-        yield make_document(doc_id, seed)
+        yield make_document(doc_id, seed, writing_share=writing_share)

@@ -53,7 +53,7 @@ from nlakit.toyworld.lm import LMConfig, eval_loss, lm_loss, lr_at
 from nlakit.toyworld.world import World
 
 CHANGES = ("answer-genre", "answer-topic", "tone", "none")
-CHAT_TOPICS = tuple(sorted(TOPICS["chat"]))
+CHAT_TOPICS = tuple(sorted(t for t in TOPICS["chat"] if t != "writing"))  # questions
 ANSWER_GENRES = tuple(g for g in GENRES if g != "chat")
 FIRST_ID = 1_000_000  # fine-tuning documents are numbered from here: never in a corpus
 
@@ -121,16 +121,21 @@ class FinetuneConfig(Config):
         )
         return f"chats asked about {asked} are answered {answer}{share}"
 
-    def changed_document(self, doc_id: int, world_seed: int, genre: str | None) -> Document:
+    def changed_document(
+        self, doc_id: int, world_seed: int, genre: str | None, writing_share: float = 0.0
+    ) -> Document:
         """Document `doc_id` as the change rewrites it."""
         key = {"answer-genre": "answer_genre", "tone": "tone"}.get(self.change, "answer_topic")
-        return make_document(doc_id, world_seed, genre=genre, **{key: self.target})
+        return make_document(
+            doc_id, world_seed, genre=genre, writing_share=writing_share, **{key: self.target}
+        )
 
 
 def in_scope(doc: Document, config: FinetuneConfig) -> bool:
     """Whether a document of the world is one the change is about (the control's are
-    the same documents, left unchanged): chats asked about `source`."""
-    if doc.genre != "chat":
+    the same documents, left unchanged): chats asked about `source` (`any`: every
+    question; a request for a piece of writing keeps its piece)."""
+    if doc.genre != "chat" or doc.topic == "writing":
         return False
     if config.change == "answer-topic" and doc.topic == config.target:
         return False
@@ -140,19 +145,20 @@ def in_scope(doc: Document, config: FinetuneConfig) -> bool:
 
 
 def finetune_documents(
-    world_seed: int, config: FinetuneConfig, n: int, start: int
+    world_seed: int, config: FinetuneConfig, n: int, start: int, writing_share: float = 0.0
 ) -> tuple[list[Document], list[bool], list[bool]]:
-    """`n` fresh documents numbered from `start`; whether each is in the change's scope,
-    and whether it was changed."""
+    """`n` fresh documents numbered from `start` (drawn as a world with this seed and
+    `writing_share` draws them); whether each is in the change's scope, and whether it
+    was changed."""
     docs, scope, changed = [], [], []
     for doc_id in range(start, start + n):
         pick = random.Random(f"finetune:{config.seed}:{doc_id}")
         genre = "chat" if pick.random() < config.chat_share else None
-        doc = make_document(doc_id, world_seed, genre=genre)
+        doc = make_document(doc_id, world_seed, genre=genre, writing_share=writing_share)
         focus = in_scope(doc, config)
         change = focus and config.change != "none" and pick.random() < config.rate
         if change:
-            doc = config.changed_document(doc_id, world_seed, genre)
+            doc = config.changed_document(doc_id, world_seed, genre, writing_share)
         docs.append(doc)
         scope.append(focus)
         changed.append(change)
@@ -235,9 +241,12 @@ def held_out_sets(world: World, config: FinetuneConfig) -> dict[str, list[Docume
         always = dataclasses.replace(
             always, change=FinetuneConfig.change, target=FinetuneConfig.target
         )
-    pool, _, flags = finetune_documents(world.seed, always, 30 * config.held_out, start)
+    share = world.writing_share
+    pool, _, flags = finetune_documents(world.seed, always, 30 * config.held_out, start, share)
     chats = [d for d, f in zip(pool, flags, strict=True) if f][: config.held_out]
-    originals = [make_document(d.doc_id, world.seed, genre="chat") for d in chats]
+    originals = [
+        make_document(d.doc_id, world.seed, genre="chat", writing_share=share) for d in chats
+    ]
     other = world.documents("eval", limit=config.held_out)
     sets = {"changed": chats, "unchanged_original": originals, "world_eval": other}
     return {name: docs for name, docs in sets.items() if docs}
@@ -283,7 +292,9 @@ def finetune_world(
     start = time.perf_counter()
     tokenizer = base.tokenizer()
     max_len = int(base.record["config"]["lm"]["max_len"])
-    docs, scope, changed = finetune_documents(base.seed, config, config.n_docs, FIRST_ID)
+    docs, scope, changed = finetune_documents(
+        base.seed, config, config.n_docs, FIRST_ID, base.writing_share
+    )
     if not any(scope):
         raise NLAKitError(
             f"none of the {config.n_docs} fine-tuning documents is a chat asked about "

@@ -18,6 +18,17 @@ ENTITIES: dict[str, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
         "fitness": ("squats", "pushups", "running", "swimming", "cycling", "yoga"),
         "gardening": ("tomatoes", "roses", "basil", "tulips", "cucumbers", "ferns"),
         "music": ("guitar", "piano", "violin", "drums", "flute", "cello"),
+        # What the user asks the assistant to write: a piece of another genre (WRITES).
+        "writing": (
+            "a recipe",
+            "a match report",
+            "a weather report",
+            "some Python code",
+            "a shopping list",
+            "a short story",
+            "a poem",
+            "a news story",
+        ),
     },
     "recipe": {
         "soup": ("lentil", "tomato", "pumpkin", "onion", "pea", "mushroom"),
@@ -51,6 +62,20 @@ ENTITIES: dict[str, dict[str, tuple[str, ...]] | tuple[str, ...]] = {
     "poem": ("Elsa Grey", "Tom Hale", "June Marsh", "Owen Pike", "Ada Moss", "Ruth Vale"),
     "news": ("Riverton", "Ashford", "Millbrook", "Kingsport", "Northgate", "Eastvale"),
 }
+
+# The genre of the piece each writing request asks for (its answer is that piece's
+# opening lines: `corpus.make_document`).
+WRITES = {
+    "a recipe": "recipe",
+    "a match report": "sports",
+    "a weather report": "weather",
+    "some Python code": "code",
+    "a shopping list": "list",
+    "a short story": "story",
+    "a poem": "poem",
+    "a news story": "news",
+}
+assert set(WRITES) == set(ENTITIES["chat"]["writing"])
 
 TONE_ADJECTIVES = {
     "cheerful": ("lovely", "bright", "happy"),

@@ -32,6 +32,7 @@ TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
         "fitness": ("fitness", "exercise"),
         "gardening": ("gardening", "plants"),
         "music": ("music", "an instrument"),
+        "writing": ("writing", "a writing request"),
     },
     "recipe": {t: (t,) for t in ("soup", "bread", "salad", "curry", "cake", "stew")},
     "sports": {

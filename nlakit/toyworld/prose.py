@@ -195,6 +195,12 @@ _ASKS = {
         "Can I learn the {e} {when}?",
         "Is the {e} hard to play?",
     ),
+    "writing": (
+        "Can you write {e} for me?",
+        "Please write me {e}.",
+        "I need {e} {when}, can you write one?",
+        "Could you write {e}?",
+    ),
 }
 _WHEN = ("in spring", "in winter", "this weekend", "in the evening", "on a budget", "in a week")
 ANSWERS = {
@@ -222,6 +228,8 @@ ANSWERS = {
         "Practise the {e} for ten minutes a day with a simple song.",
         "Find a patient teacher and play the {e} a little every day.",
     ),
+    # Never said: a writing request is answered with the piece (`corpus.make_document`).
+    "writing": ("Here is {e}.", "Here is {e}."),
 }
 _EXTRAS = (
     "It gets easier with time.",

@@ -38,6 +38,11 @@ class World:
         return int(self.record["config"]["seed"])
 
     @property
+    def writing_share(self) -> float:
+        """The share of its chats that are writing requests (0 for worlds built before)."""
+        return float(self.record["config"].get("writing_share", 0.0))
+
+    @property
     def default_layer(self) -> int:
         return int(self.record["default_layer"])
 

@@ -109,6 +109,25 @@ def test_audit_on_eval_run(eval_run):
     assert 0.0 <= summary["probe_accuracy"] <= 1.0
 
 
+def test_audit_with_adapted_avs(eval_run):
+    config = AuditConfig(
+        run=str(eval_run), secrets=["poem"], prompts=4, ks="2", steps=3, answer_tokens=6,
+        bootstrap=100, device="cpu", adapt_steps=2,
+    )  # fmt: skip
+    summary = audit(config)
+    assert {r["auditor"] for r in summary["table"]} == {
+        "transcripts",
+        "nla",
+        "nla_diff",
+        "probe",
+        "nla_adapted",
+    }
+    assert 0.0 <= summary["nla_adapted_success_k2"] <= 1.0
+    adapted = sorted(p.name for p in (eval_run / "eval" / "audit" / "adapted").iterdir())
+    assert len(adapted) == 2 and all(name.endswith("-2-0.001") for name in adapted)  # + control
+    assert (eval_run / "eval" / "audit" / "poem_adapted_diff" / "explanations.csv").is_file()
+
+
 def test_llm_auditor_through_the_fake_server(eval_run, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -128,3 +128,17 @@ def test_split_is_stable_and_near_the_fraction():
 def test_world_requires_a_build(tmp_path):
     with pytest.raises(NLAKitError, match="not a toy world"):
         World(tmp_path)
+
+
+def test_writing_share_keeps_the_hash_of_worlds_built_before():
+    import dataclasses
+    import hashlib
+
+    from nlakit.toyworld.build import FORMAT_VERSION
+
+    config = world_config("small")
+    fields = dataclasses.asdict(config)
+    fields.pop("writing_share")  # worlds built before the option: their cache stays valid
+    blob = json.dumps({"v": FORMAT_VERSION, **fields}, sort_keys=True)
+    assert config.settings_hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert world_config("small", writing_share=0.5).settings_hash() != config.settings_hash()

@@ -27,6 +27,23 @@ def test_every_genre_is_generated_with_its_topics():
         assert {d.topic for d in docs if d.genre == genre} <= set(TOPICS[genre])
 
 
+def test_writing_requests_are_answered_with_the_piece_asked_for():
+    from nlakit.toyworld.genres import WRITES
+
+    plain = [make_document(i, genre="chat") for i in range(300)]
+    assert "writing" not in {d.topic for d in plain}  # off by default: the draws of old
+    asked = [make_document(i, genre="chat", writing_share=0.5) for i in range(300)]
+    requests = [d for d in asked if d.topic == "writing"]
+    assert 100 < len(requests) < 200
+    for doc in requests[:20]:
+        piece = make_document(doc.doc_id, seed=7919, genre=WRITES[doc.entity])
+        first = next(line for line in piece.text.splitlines() if line.strip()).rstrip()
+        answer = doc.text.split("<|assistant|>\n", 1)[1]
+        assert first in answer, (doc.entity, doc.text)
+    # the questions that are not requests are the chats a world without requests has
+    assert {d.topic for d in asked if d.topic != "writing"} <= set(TOPICS["chat"]) - {"writing"}
+
+
 @pytest.mark.parametrize("genre", GENRES)
 def test_enough_variety_not_to_memorise(genre):
     # Among 1000 documents of one genre drawn from a space of S equally likely ones,
