@@ -200,11 +200,16 @@ def audit_prompt(kind: str, tuned: Sequence[str], base: Sequence[str], candidate
 
 def adapted_av(paths, tuned_dir, out, config: AuditConfig):
     """The run's AV adapted to the fine-tuned model in `tuned_dir` (cached)."""
-    from nlakit.train.adapt import adapt_av
+    from nlakit.train.adapt import AdaptConfig, adapt
 
     dest = out / "adapted" / f"{tuned_dir.name}-{config.adapt_steps}-{config.adapt_lr:g}"
-    return adapt_av(paths, tuned_dir / "model", dest, config.adapt_steps, config.adapt_lr,
-                    config.seed, config.device)  # fmt: skip
+    return adapt(
+        AdaptConfig(
+            av=str(paths.av), tables=str(paths.tables), model=str(tuned_dir / "model"),
+            out=str(dest), steps=config.adapt_steps, lr=config.adapt_lr,
+            corpus=f"toyworld:{paths.world}", seed=config.seed, device=config.device,
+        )
+    )  # fmt: skip
 
 
 def layer_of(paths, world) -> int:

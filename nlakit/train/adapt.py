@@ -1,17 +1,21 @@
-"""An AV adapted to a fine-tune of its target model: the NLA of the model under audit.
+"""`nlakit adapt`: an AV adapted to a fine-tune of its target model — the NLA of the model
+under study, for diffing and audits.
 
-The run's AV reads its target model's activations. A fine-tune of that model (the model
-an auditor studies) moves them; `adapt_av` continues the AV's SFT on the fine-tune's own
-activations at the rows the AV was trained on, with the same explanations. Nothing is
-asked of the teacher again: an explanation is of a text position, and the positions do
-not change, so the run's explanations serve (a real teacher's as well as the oracle's).
+    nlakit adapt --av runs/demo/rl/av --tables runs/demo/tables \\
+        --model worlds/tuned/model --out runs/demo-tuned-av --steps 300
+    nlakit diff --av runs/demo-tuned-av/av/av --base runs/demo/world/model \\
+        --tuned worlds/tuned/model --data ...
 
-    av_dir = adapt_av(paths, "worlds/tuned/model", "runs/demo/eval/audit/adapted/x", steps=300)
+An AV reads its target model's activations. A fine-tune of that model moves them;
+`adapt` continues the AV's SFT on the fine-tune's own activations at the rows the AV
+was trained on, with the same explanations. Nothing is asked of the teacher again: an
+explanation is of a text position, and the positions do not change, so the run's
+explanations serve (a real teacher's as well as the oracle's).
 
-The steps are the run's own, in order: extract (`nlakit extract`, the run's settings and
-another model), the run's explanations, `nlakit build` (its templates), `nlakit sft av`
-from the run's AV. Each is skipped when its output is there, so a killed adaptation
-resumes.
+The steps are the run's own, in order: extract (the run's extraction settings, another
+model), the run's explanations, build (the run's templates), `sft av` from the AV. Each
+is skipped when its output is there, so a killed adaptation resumes; the adapted AV is
+`OUT/av/av`.
 """
 
 from __future__ import annotations
@@ -19,59 +23,83 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from nlakit.config import DEVICE_HELP, Config, option
 from nlakit.errors import NLAKitError
 from nlakit.store.names import BUILD_RECORD, EXPLANATIONS_DIR, MANIFEST, SIDECAR_NAME
 
 
-def run_data_dir(paths) -> Path:
-    """The extraction directory the run's tables were built from."""
-    record = Path(paths.tables) / BUILD_RECORD
-    recorded = json.loads(record.read_text())["config"]["data"] if record.is_file() else None
-    candidates = [Path(recorded)] if recorded else []
-    candidates += [Path(paths.tables).parent / "data", Path(paths.root) / "data"]
+@dataclass
+class AdaptConfig(Config):
+    """Continue an AV's SFT on a fine-tuned model's activations (same rows, same
+    explanations)."""
+
+    av: str = option(help="the AV to adapt (a run's rl/av or av_sft/av)")
+    tables: str = option(help="the tables the AV was trained on (`nlakit build` output)")
+    model: str = option(help="the fine-tuned model: a local directory or a Hub id")
+    out: str = option(help="output directory (the adapted AV lands in OUT/av/av)")
+    steps: int = option(300, "AV SFT steps on the fine-tuned model's activations", ge=1)
+    lr: float = option(1e-3, "learning rate", gt=0)
+    batch_size: int = option(16, "rows per step", ge=1)
+    corpus: str | None = option(
+        None, "the corpus the run extracted from, where its recorded path moved (toyworld:DIR …)"
+    )
+    seed: int = option(0, "batch order", ge=0)
+    device: str | None = option(None, DEVICE_HELP)
+
+
+def data_dir_of(tables: str | Path) -> Path:
+    """The extraction directory the tables were built from."""
+    tables = Path(tables)
+    record = tables / BUILD_RECORD
+    if not record.is_file():
+        raise NLAKitError(
+            f"--tables {tables}: no {BUILD_RECORD}; pass the directory `nlakit build` wrote."
+        )
+    recorded = json.loads(record.read_text())["config"]["data"]
+    candidates = [Path(recorded), tables.parent / "data"]
     for path in candidates:
-        if (path / MANIFEST).is_file():
+        if (path / MANIFEST).is_file() and (path / EXPLANATIONS_DIR).is_dir():
             return path
     raise NLAKitError(
-        f"{paths.root}: cannot find the extraction its tables were built from (tried "
-        f"{', '.join(map(str, candidates))}); adapting the AV re-extracts at the same rows, "
-        "so it needs that directory (its manifest.json and explanations)."
+        f"--tables {tables}: cannot find the extraction the tables were built from (tried "
+        f"{', '.join(map(str, candidates))}); adapting the AV re-extracts at the same rows "
+        "with the same explanations, so it needs that directory (manifest.json, explanations/)."
     )
 
 
-def adapt_av(
-    paths, model_dir, dest, steps: int, lr: float = 1e-3, seed: int = 0, device=None
-) -> Path:
-    """The run's AV after `steps` more SFT steps on `model_dir`'s activations at the run's
-    rows (same explanations); returns the adapted AV's directory (cached in `dest`)."""
+def adapt(config: AdaptConfig) -> Path:
+    """The AV after `steps` more SFT steps on the fine-tuned model's activations at the
+    tables' rows (same explanations); returns the adapted AV's directory."""
     from nlakit.data.extract import ExtractConfig, extract
     from nlakit.data.tables import BuildConfig, build_tables
     from nlakit.train.sft import SFTConfig, sft
 
-    dest = Path(dest)
+    dest = Path(config.out)
     av = dest / "av" / "av"
     if (av / SIDECAR_NAME).is_file():
         return av
-    source = run_data_dir(paths)
+    if not (Path(config.av) / SIDECAR_NAME).is_file():
+        raise NLAKitError(f"--av {config.av}: not an AV directory (no {SIDECAR_NAME}).")
+    source = data_dir_of(config.tables)  # checked before anything is written
     settings = json.loads((source / MANIFEST).read_text())["config"]
-    if paths.world is not None:  # the toy world as the run found it, wherever it now is
-        settings["corpus"] = f"toyworld:{paths.world}"
-    data = dest / "data"
     known = {f.name for f in dataclasses.fields(ExtractConfig)}
+    data = dest / "data"
     extract(
         ExtractConfig(**{
             **{k: v for k, v in settings.items() if k in known},
-            "model": str(model_dir), "out": str(data), "device": device,
+            "model": config.model, "out": str(data), "device": config.device,
+            **({"corpus": config.corpus} if config.corpus else {}),
         }),
         progress=False,
     )  # fmt: skip
     if not (data / EXPLANATIONS_DIR).exists():
         shutil.copytree(source / EXPLANATIONS_DIR, data / EXPLANATIONS_DIR)
-    built = json.loads((Path(paths.tables) / BUILD_RECORD).read_text())["config"]
     tables = dest / "tables"
     if not (tables / BUILD_RECORD).is_file():
+        built = json.loads((Path(config.tables) / BUILD_RECORD).read_text())["config"]
         known = {f.name for f in dataclasses.fields(BuildConfig)}
         build_tables(
             BuildConfig(**{
@@ -81,9 +109,10 @@ def adapt_av(
         )  # fmt: skip
     sft(
         SFTConfig(
-            role="av", model=str(paths.av), data=str(tables), out=str(dest / "av"),
-            steps=steps, batch_size=16, lr=lr, warmup=min(20, steps // 10), eval_every=0,
-            save_every=0, keep_checkpoints=1, resume=True, seed=seed, device=device,
+            role="av", model=config.av, data=str(tables), out=str(dest / "av"),
+            steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+            warmup=min(20, config.steps // 10), eval_every=0, save_every=0,
+            keep_checkpoints=1, resume=True, seed=config.seed, device=config.device,
         )
     )  # fmt: skip
     return av

@@ -1,4 +1,4 @@
-"""`nlakit sft av|ar` and `nlakit rl`."""
+"""`nlakit sft av|ar`, `nlakit rl` and `nlakit adapt`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def _cmd_rl(args) -> None:
     print(f"RL done: {shown}; AV at {config.out}/av, AR at {config.out}/ar")
 
 
+def _cmd_adapt(args) -> None:
+    from nlakit.train.adapt import AdaptConfig, adapt
+
+    av = adapt(config_from_args(AdaptConfig, args))
+    print(f"adapted AV at {av}")
+
+
 def register(sub, chosen: str | None) -> None:
     p = sub.add_parser("sft", help="warm-start SFT of the AV (av) or the AR (ar)")
     p.set_defaults(func=_cmd_sft)
@@ -36,3 +43,9 @@ def register(sub, chosen: str | None) -> None:
         from nlakit.train.rl import RLConfig
 
         add_config(p, RLConfig)
+    p = sub.add_parser("adapt", help="continue an AV's SFT on a fine-tuned model's activations")
+    p.set_defaults(func=_cmd_adapt)
+    if chosen == "adapt":
+        from nlakit.train.adapt import AdaptConfig
+
+        add_config(p, AdaptConfig)
