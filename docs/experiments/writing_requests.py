@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
-from nlakit import sites
-from nlakit.batching import pad_right
+from nlakit.data.extract import activations_at
 from nlakit.eval.audit import AuditConfig, fine_tune, name_hits, prompt_of
 from nlakit.eval.runs import resolve_run
 from nlakit.nla import NLA
@@ -36,13 +36,10 @@ from nlakit.toyworld.world import World
 @torch.no_grad()
 def at_tag(model, tokenizer, prompts: list[str], layer: int) -> torch.Tensor:
     """Block-`layer` output at each prompt's last token (the assistant's tag line)."""
-    rows = []
-    for start in range(0, len(prompts), 64):
-        ids = [tokenizer(p)["input_ids"] for p in prompts[start : start + 64]]
-        batch, mask = pad_right(ids, tokenizer.pad_token_id)
-        hidden = sites.extract_layer(model, batch, mask, layer).float()
-        rows += [hidden[i, len(one) - 1] for i, one in enumerate(ids)]
-    return torch.stack(rows)
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    found = activations_at(model, layer, ids, [[len(i) - 1] for i in ids], 16384,
+                           tokenizer.pad_token_id)  # fmt: skip
+    return torch.from_numpy(np.concatenate(found))
 
 
 def main() -> None:

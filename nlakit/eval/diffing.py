@@ -80,11 +80,12 @@ def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
     """`n` fresh chats of the world (never in its corpus) asked about `source` (`any`:
     any question, not a request for a piece of writing)."""
     from nlakit.toyworld.corpus import make_document
+    from nlakit.toyworld.labels import QUESTION_TOPICS
 
     chats, doc_id = [], start
     while len(chats) < n:
         doc = make_document(doc_id, world.seed, genre="chat", writing_share=world.writing_share)
-        if doc.topic == source or (source == "any" and doc.topic != "writing"):
+        if doc.topic == source or (source == "any" and doc.topic in QUESTION_TOPICS):
             chats.append(doc)
         doc_id += 1
     return chats

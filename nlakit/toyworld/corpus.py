@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from nlakit.toyworld import genres, prose
 from nlakit.toyworld.documents import Document, Writer
-from nlakit.toyworld.labels import GENRES, TONES, TOPICS
+from nlakit.toyworld.labels import GENRES, QUESTION_TOPICS, TONES, TOPICS, WRITING_TOPIC
 
 GENERATORS = {
     "chat": prose.chat,
@@ -50,20 +50,20 @@ def make_document(
 
     Chats only (`nlakit toyworld finetune`): `answer_topic` has the assistant answer about
     that chat topic instead of the one asked about (writing requests keep their piece);
-    `answer_genre` has it answer with the opening lines of a document of that genre. The document is otherwise the same,
-    its latents those of the question. `tone` replaces the drawn tone (the same draws,
+    `answer_genre` has it answer with the opening lines of a document of that genre.
+    The document is otherwise the same, its latents those of the question. `tone` replaces the drawn tone (the same draws,
     so only what the tone words are changes)."""
     rng = document_rng(seed, doc_id)
     genre = genre or rng.choice(GENRES)
-    topic = rng.choice(sorted(t for t in TOPICS[genre] if t != "writing"))
+    topic = rng.choice(QUESTION_TOPICS if genre == "chat" else sorted(TOPICS[genre]))
     if genre == "chat" and writing_share and rng.random() < writing_share:
-        topic = "writing"
+        topic = WRITING_TOPIC
     entity = rng.choice(genres.entities(genre, topic))
     drawn = rng.choice(TONES)  # drawn either way: the rest of the document is the same
     tone = drawn if tone is None else tone
     writer = Writer()
     if genre == "chat":
-        requested = genres.WRITES.get(entity) if topic == "writing" else None
+        requested = genres.WRITES.get(entity) if topic == WRITING_TOPIC else None
         answer = changed_answer(doc_id, seed, topic, answer_topic, answer_genre or requested)
         prose.chat(writer, rng, topic, entity, tone, answer)
     else:

@@ -48,12 +48,12 @@ from nlakit.store.names import BUILD_RECORD
 from nlakit.store.readers import read_json
 from nlakit.toyworld.corpus import make_document
 from nlakit.toyworld.documents import Document
-from nlakit.toyworld.labels import GENRES, TONES, TOPICS
+from nlakit.toyworld.labels import GENRES, QUESTION_TOPICS, TONES, WRITING_TOPIC
 from nlakit.toyworld.lm import LMConfig, eval_loss, lm_loss, lr_at
 from nlakit.toyworld.world import World
 
 CHANGES = ("answer-genre", "answer-topic", "tone", "none")
-CHAT_TOPICS = tuple(sorted(t for t in TOPICS["chat"] if t != "writing"))  # questions
+CHAT_TOPICS = QUESTION_TOPICS  # a writing request is never in a change's scope
 ANSWER_GENRES = tuple(g for g in GENRES if g != "chat")
 FIRST_ID = 1_000_000  # fine-tuning documents are numbered from here: never in a corpus
 
@@ -135,7 +135,7 @@ def in_scope(doc: Document, config: FinetuneConfig) -> bool:
     """Whether a document of the world is one the change is about (the control's are
     the same documents, left unchanged): chats asked about `source` (`any`: every
     question; a request for a piece of writing keeps its piece)."""
-    if doc.genre != "chat" or doc.topic == "writing":
+    if doc.genre != "chat" or doc.topic == WRITING_TOPIC:
         return False
     if config.change == "answer-topic" and doc.topic == config.target:
         return False

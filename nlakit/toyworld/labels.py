@@ -74,6 +74,11 @@ TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# The chat topic of a request for a piece of writing (worlds built with a writing share);
+# every other chat topic is a question.
+WRITING_TOPIC = "writing"
+QUESTION_TOPICS = tuple(sorted(t for t in TOPICS["chat"] if t != WRITING_TOPIC))
+
 TONES = ("cheerful", "calm", "gloomy", "urgent", "formal")
 
 # Final-token roles: id -> aliases. The role of a token is the role of the span it ends in.

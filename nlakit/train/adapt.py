@@ -20,13 +20,12 @@ is skipped when its output is there, so a killed adaptation resumes; the adapted
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlakit.config import DEVICE_HELP, Config, option
+from nlakit.config import DEVICE_HELP, Config, from_dict, option
 from nlakit.errors import NLAKitError
 from nlakit.store.names import BUILD_RECORD, EXPLANATIONS_DIR, MANIFEST, SIDECAR_NAME
 
@@ -84,29 +83,20 @@ def adapt(config: AdaptConfig) -> Path:
     if not (Path(config.av) / SIDECAR_NAME).is_file():
         raise NLAKitError(f"--av {config.av}: not an AV directory (no {SIDECAR_NAME}).")
     source = data_dir_of(config.tables)  # checked before anything is written
-    settings = json.loads((source / MANIFEST).read_text())["config"]
-    known = {f.name for f in dataclasses.fields(ExtractConfig)}
+    manifest = source / MANIFEST
+    settings = json.loads(manifest.read_text())["config"]
     data = dest / "data"
-    extract(
-        ExtractConfig(**{
-            **{k: v for k, v in settings.items() if k in known},
-            "model": config.model, "out": str(data), "device": config.device,
-            **({"corpus": config.corpus} if config.corpus else {}),
-        }),
-        progress=False,
-    )  # fmt: skip
+    mine = {"model": config.model, "out": str(data), "device": config.device}
+    if config.corpus:
+        mine["corpus"] = config.corpus
+    extract(from_dict(ExtractConfig, {**settings, **mine}, str(manifest)), progress=False)
     if not (data / EXPLANATIONS_DIR).exists():
         shutil.copytree(source / EXPLANATIONS_DIR, data / EXPLANATIONS_DIR)
     tables = dest / "tables"
     if not (tables / BUILD_RECORD).is_file():
-        built = json.loads((Path(config.tables) / BUILD_RECORD).read_text())["config"]
-        known = {f.name for f in dataclasses.fields(BuildConfig)}
-        build_tables(
-            BuildConfig(**{
-                **{k: v for k, v in built.items() if k in known},
-                "data": str(data), "out": str(tables),
-            })
-        )  # fmt: skip
+        record = Path(config.tables) / BUILD_RECORD
+        built = {**json.loads(record.read_text())["config"], "data": str(data), "out": str(tables)}
+        build_tables(from_dict(BuildConfig, built, str(record)))
     sft(
         SFTConfig(
             role="av", model=config.av, data=str(tables), out=str(dest / "av"),
