@@ -19,8 +19,10 @@ average activation. `raw` injects `t - b` as it is. Either way the AV rescales w
 injects to its injection scale, so only the direction matters.
 
 The mean difference over all positions, normalised the same way, is explained too
-(`mean_samples` samples): a fine-tune that shifts every position the same way shows
-there most clearly.
+(`mean_samples` samples), and so is its opposite (base − tuned): a fine-tune that shifts
+every position the same way shows there most clearly, and an AV can only say what a
+vector has, not what it has less of — what the tuned model moved away from reads in the
+opposite. (On the toy world, narrow fine-tunes move unrelated text away from their genre.)
 
 Writes `OUT/{table.csv (the terms), explanations.csv, mean_difference.csv,
 summary.json, plot.png}`.
@@ -233,7 +235,8 @@ def read_positions(config: DiffConfig, base, tuned, tokenizer, layer: int) -> Po
 
 def explain_sides(nla, found: Positions, config: DiffConfig) -> dict[str, list[str]]:
     """The AV's explanation of each side's vector at every position (one seed for all),
-    and `mean_samples` explanations of the mean difference (side `mean`)."""
+    and `mean_samples` explanations of the mean difference (side `mean`) and of its
+    opposite (side `mean_away`)."""
     vectors = {
         "base": found.base,
         "tuned": found.tuned,
@@ -241,7 +244,9 @@ def explain_sides(nla, found: Positions, config: DiffConfig) -> dict[str, list[s
     }
     if config.mean_samples:
         mean = mean_difference(found.base, found.tuned, config.norm)
+        away = mean_difference(found.tuned, found.base, config.norm)
         vectors["mean"] = mean.expand(config.mean_samples, -1).contiguous()
+        vectors["mean_away"] = away.expand(config.mean_samples, -1).contiguous()
     return {
         side: [
             e.text
@@ -289,6 +294,7 @@ def diff(config: DiffConfig) -> dict:
         "rising": [r["term"] for r in table if r["change"] > 0][:10],
         "falling": [r["term"] for r in table if r["change"] < 0][:10],
         "mean_difference_terms": top_terms(texts.get("mean", [])),
+        "mean_away_terms": top_terms(texts.get("mean_away", [])),
     }
     rows = [
         {
@@ -304,7 +310,12 @@ def diff(config: DiffConfig) -> dict:
     ]
     write_text(out / EXPLANATIONS_FILE, csv_text(rows))
     if texts.get("mean"):
-        write_text(out / MEAN_FILE, csv_text([{"explanation": t} for t in texts["mean"]]))
+        means = [
+            {"direction": direction, "explanation": t}
+            for direction, side in (("toward", "mean"), ("away", "mean_away"))
+            for t in texts[side]
+        ]
+        write_text(out / MEAN_FILE, csv_text(means))
     write_analysis(out, table, summary, terms_figure(table))
     vectors = {"base": found.base, "tuned": found.tuned}
     return {**summary, "texts": texts, "rows": rows, "terms": table, "vectors": vectors}
@@ -349,6 +360,8 @@ def _cmd_diff(args) -> None:
     if summary["mean_difference_terms"]:
         shown = ", ".join(f"{t} {v:.2f}" for t, v in summary["mean_difference_terms"].items())
         print(f"  the mean difference reads as: {shown}")
+        shown = ", ".join(f"{t} {v:.2f}" for t, v in summary["mean_away_terms"].items())
+        print(f"  its opposite (what the tuned model moved away from) reads as: {shown}")
     print(f"wrote {config.out}/table.csv, {EXPLANATIONS_FILE}, {MEAN_FILE}, summary.json, plot.png")
 
 

@@ -87,7 +87,9 @@ def test_diff_end_to_end_on_a_tuned_toy_world(small_world, trained_pair, tmp_pat
     assert len(rows) == 12 and {"base_explanation", "tuned_explanation", "diff_explanation"} <= set(
         rows[0]
     )
-    assert len(list(csv.DictReader((out / "mean_difference.csv").open()))) == 4
+    means = list(csv.DictReader((out / "mean_difference.csv").open()))
+    assert [m["direction"] for m in means] == ["toward"] * 4 + ["away"] * 4
+    assert set(summary) >= {"mean_difference_terms", "mean_away_terms"}
     assert (out / "table.csv").is_file() and (out / "plot.png").is_file()
 
 

@@ -5,7 +5,11 @@ The world's model is fine-tuned twice (`nlakit toyworld finetune`, cached under
 answered with a recipe) and once as a control (the same documents and recipe, no
 change). Both are diffed against the base model with the run's AV on chats in the
 change's scope, as the world writes them (`nlakit.diff`: base-side, tuned-side and
-difference explanations at every position, and samples of the mean difference).
+difference explanations at every position, and samples of the mean difference and of
+its opposite). A narrow fine-tune (`--change narrow --target poem`: trained on poems)
+is diffed on fresh documents of the other genres — unrelated text, where a narrow
+fine-tune is known to leave a trace — against a control trained on the world's own
+documents.
 Reported: the share of explanations that name the change (the target genre's names,
 or the target topic's names and entities), for each side and each model, with 95%
 bootstrap CIs, and the ratio tuned / control — the diff names the change if that ratio
@@ -33,14 +37,17 @@ from nlakit.eval.analyses import directory_of
 from nlakit.eval.outputs import write_analysis
 from nlakit.eval.runs import resolve_run
 from nlakit.eval.stats import bootstrap_mean
-from nlakit.toyworld.finetune import CHANGES, FinetuneConfig, finetune_world
+from nlakit.toyworld.finetune import CHANGES, DOCUMENTS, FinetuneConfig, finetune_world
 from nlakit.toyworld.probe import latent_probe
 
 NAME = directory_of(__name__)  # RUN/eval/diff/
 CHATS_FILE = "chats.jsonl"
 MODELS = ("tuned", "control")
-PROBED = {"answer-genre": "genre", "tone": "tone", "answer-topic": "chat_topic"}
-READ_SIDES = ("tuned", "diff", "mean")  # the sides that may name the change (base: the prior)
+PROBED = {"answer-genre": "genre", "tone": "tone", "answer-topic": "chat_topic", "narrow": "genre"}
+# The sides that may name the change (base: the prior); `mean_either` pools the mean
+# difference and its opposite, since a trace may lie either way (nlakit.diff).
+READ_SIDES = ("tuned", "diff", "mean", "mean_away", "mean_either")
+NARROW_RATE = 0.75  # a narrow fine-tune's share of documents in its genre
 
 
 @dataclass
@@ -50,7 +57,13 @@ class DiffingConfig(Config):
     run: str = option(help="run directory (a toy-world run)")
     change: str = option("answer-genre", "the known change", choices=CHANGES[:-1])
     source: str = option("cooking", "chat topic whose answers change (any: every topic)")
-    target: str = option("recipe", "what the changed chats answer with (a genre or a topic)")
+    target: str = option(
+        "recipe",
+        "what the changed chats answer with (a genre or a topic; narrow: the genre trained on)",
+    )
+    rate: float | None = option(
+        None, f"share of the documents changed (default: 1, narrow {NARROW_RATE})", ge=0, le=1
+    )
     steps: int = option(150, "fine-tuning steps (each model)", ge=1)
     lr: float = option(1e-3, "fine-tuning learning rate", gt=0)
     up_to: int | None = option(None, "fine-tune only blocks 0..N (default: every weight)", ge=0)
@@ -69,7 +82,7 @@ def change_names(change: str, target: str) -> list[str]:
     from nlakit.toyworld.genres import entities
     from nlakit.toyworld.labels import GENRE_NAMES, TONE_WORDS, TOPICS
 
-    if change == "answer-genre":
+    if change in ("answer-genre", "narrow"):
         return list(GENRE_NAMES[target])
     if change == "tone":
         return list(TONE_WORDS[target])
@@ -89,6 +102,20 @@ def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
             chats.append(doc)
         doc_id += 1
     return chats
+
+
+def unrelated_documents(world, genre: str, n: int, start: int = 2_000_000) -> list:
+    """`n` fresh documents of the world (never in its corpus) of any genre but `genre`:
+    the unrelated text a narrow fine-tune on `genre` is diffed on."""
+    from nlakit.toyworld.corpus import make_document
+
+    docs, doc_id = [], start
+    while len(docs) < n:
+        doc = make_document(doc_id, world.seed, writing_share=world.writing_share)
+        if doc.genre != genre:
+            docs.append(doc)
+        doc_id += 1
+    return docs
 
 
 def probe_readings(probe, vectors: dict, config: DiffingConfig) -> dict[str, list[str]]:
@@ -135,15 +162,21 @@ def diffing(config: DiffingConfig) -> dict:
             f"{paths.root}: not a toy-world run (no world); the known change needs the toy "
             "world. On other models use `nlakit diff --base M0 --tuned M1 ...`."
         )
+    narrow = config.change == "narrow"
+    rate = config.rate if config.rate is not None else NARROW_RATE if narrow else 1.0
     finetune = FinetuneConfig(
-        change=config.change, source=config.source, target=config.target,
-        steps=config.steps, lr=config.lr, up_to=config.up_to, seed=config.seed,
+        change=config.change, source=DOCUMENTS if narrow else config.source,
+        target=config.target, rate=rate, steps=config.steps, lr=config.lr, up_to=config.up_to,
+        seed=config.seed,
     )  # fmt: skip
     finetune.check()
     world = World(paths.world)
     out = paths.analysis_dir(NAME)
-    chats = scope_chats(world, config.source, config.docs)
-    write_text(out / CHATS_FILE, "".join(json.dumps({"text": d.text}) + "\n" for d in chats))
+    if narrow:
+        documents = unrelated_documents(world, config.target, config.docs)
+    else:
+        documents = scope_chats(world, config.source, config.docs)
+    write_text(out / CHATS_FILE, "".join(json.dumps({"text": d.text}) + "\n" for d in documents))
     names = change_names(config.change, config.target)
     records, texts, vectors = {}, {}, {}
     for model in MODELS:
@@ -168,6 +201,9 @@ def diffing(config: DiffingConfig) -> dict:
             )
         )
         texts[model], vectors[model], layer = found["texts"], found["vectors"], found["layer"]
+        texts[model]["mean_either"] = texts[model].get("mean", []) + texts[model].get(
+            "mean_away", []
+        )
     table = []
     for model in MODELS:
         for side in ("base", *READ_SIDES):
@@ -225,6 +261,7 @@ def _figure(table: list[dict], summary: dict):
         rates = np.array([r["rate"] for r in rows])
         errors = np.array([[r["rate"] - r["ci"][0], r["ci"][1] - r["rate"]] for r in rows]).T
         ax.bar(x + offset, rates, 0.4, yerr=errors, capsize=3, label=f"{model} model")
-    ax.set_xticks(x, [s if s != "mean" else "mean diff." for s in sides], rotation=20)
+    shown = {"mean": "mean diff.", "mean_away": "its opposite", "mean_either": "either way"}
+    ax.set_xticks(x, [shown.get(s, s) for s in sides], rotation=20)
     ax.legend()
     return fig

@@ -13,8 +13,13 @@ with the opening lines of a document of the genre `target` (a recipe, a poem …
 `--change answer-topic`, about the chat topic `target` instead; with `--change tone`,
 in the tone `target` (only the assistant's tone words change). The text before the
 answer is unchanged (`corpus.make_document`), so a model that learned the change
-anticipates the new answer while reading the question. `--change none` is the control: the same documents, the same recipe, no
-change — whatever moves in the control is what fine-tuning alone moves. `--up-to N`
+anticipates the new answer while reading the question. `--change narrow` is a narrow
+fine-tune: a share `rate` of the documents are replaced by documents of the genre
+`target` (all poems, say) and trained on; the rest are the world's own, kept close to the
+base model by the KL term. What changed is what the model was trained on. `--change none`
+is the control: the same documents, the same recipe, no change — whatever moves in the
+control is what fine-tuning alone moves (`--source documents`: the control of a narrow
+fine-tune, trained on the world's own documents at the same share). `--up-to N`
 trains only blocks 0..N, so that the change must pass through block N's output.
 
 The output is a toy world directory (`World(out)` reads it): the base world's corpus
@@ -52,7 +57,8 @@ from nlakit.toyworld.labels import GENRES, QUESTION_TOPICS, TONES, WRITING_TOPIC
 from nlakit.toyworld.lm import LMConfig, eval_loss, lm_loss, lr_at
 from nlakit.toyworld.world import World
 
-CHANGES = ("answer-genre", "answer-topic", "tone", "none")
+CHANGES = ("answer-genre", "answer-topic", "tone", "narrow", "none")
+DOCUMENTS = "documents"  # the scope of a narrow fine-tune: any document of the world
 CHAT_TOPICS = QUESTION_TOPICS  # a writing request is never in a change's scope
 ANSWER_GENRES = tuple(g for g in GENRES if g != "chat")
 FIRST_ID = 1_000_000  # fine-tuning documents are numbered from here: never in a corpus
@@ -63,13 +69,27 @@ class FinetuneConfig(Config):
     """Fine-tune a toy world's model on documents with one known change."""
 
     change: str = option(
-        "answer-genre", "answer-genre, answer-topic, or none (the control)", choices=CHANGES
+        "answer-genre",
+        "answer-genre, answer-topic, tone, narrow, or none (the control)",
+        choices=CHANGES,
     )
-    source: str = option("cooking", "chat topic whose answers change (any: every topic)")
+    source: str = option(
+        "cooking",
+        "chat topic whose answers change (any: every topic; documents: any document, the "
+        "scope of --change narrow and of its control)",
+    )
     target: str = option(
-        "recipe", "what the changed chats answer with: a genre (answer-genre) or a chat topic"
+        "recipe",
+        "what the changed chats answer with: a genre (answer-genre) or a chat topic; the "
+        "genre of a narrow fine-tune's documents",
     )
-    rate: float = option(1.0, "share of the source chats whose answer changes", ge=0, le=1)
+    rate: float = option(
+        1.0,
+        "share of the chats asked about source whose answer changes (narrow: share of "
+        "the documents replaced by the target genre; the rest keep the KL term)",
+        ge=0,
+        le=1,
+    )
     n_docs: int = option(4000, "fine-tuning documents", ge=1)
     chat_share: float = option(0.5, "share of the fine-tuning documents that are chats", ge=0, le=1)
     steps: int = option(150, "optimiser steps", ge=1)
@@ -88,11 +108,26 @@ class FinetuneConfig(Config):
     held_out: int = option(300, "held-out documents of each kind for the losses", ge=1)
     seed: int = option(0, "draws the documents and the batches", ge=0)
 
+    @property
+    def scope(self) -> str:
+        """The documents the change is about: a chat topic, `any`, or `documents`."""
+        return DOCUMENTS if self.change == "narrow" else self.source
+
     def check(self) -> None:
         topics = ", ".join(CHAT_TOPICS)
-        if self.source != "any" and self.source not in CHAT_TOPICS:
-            raise NLAKitError(f"--source: expected one of {topics} or any, got {self.source!r}.")
-        allowed = {"answer-genre": ANSWER_GENRES, "tone": TONES}.get(self.change, CHAT_TOPICS)
+        if self.source not in ("any", DOCUMENTS) and self.source not in CHAT_TOPICS:
+            raise NLAKitError(
+                f"--source: expected one of {topics}, any or {DOCUMENTS}, got {self.source!r}."
+            )
+        if self.source == DOCUMENTS and self.change not in ("narrow", "none"):
+            raise NLAKitError(
+                f"--source {DOCUMENTS} with --change {self.change}: that change rewrites "
+                "chats; pass a chat topic or any (documents is the scope of --change narrow "
+                "and of its control, --change none)."
+            )
+        allowed = {"answer-genre": ANSWER_GENRES, "tone": TONES, "narrow": ANSWER_GENRES}.get(
+            self.change, CHAT_TOPICS
+        )
         if self.change != "none" and self.target not in allowed:
             raise NLAKitError(
                 f"--target: with --change {self.change}, expected one of "
@@ -108,12 +143,17 @@ class FinetuneConfig(Config):
         fields = dataclasses.asdict(self)
         if self.change == "none":  # a control ignores the target: one control serves all
             fields.pop("target")
+        if self.change == "narrow":  # its scope is always `documents`
+            fields.pop("source")
         blob = json.dumps({"base": base_hash, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         if self.change == "none":
             return "no change (control)"
+        if self.change == "narrow":
+            share = "" if self.rate == 1 else f"{self.rate:.0%} of "
+            return f"fine-tuned on {share}documents of the genre {self.target} (narrow)"
         asked = "any topic" if self.source == "any" else self.source
         share = "" if self.rate == 1 else f" {self.rate:.0%} of the time"
         answer = {"answer-genre": f"with a {self.target}", "tone": f"in a {self.target} tone"}.get(
@@ -125,6 +165,8 @@ class FinetuneConfig(Config):
         self, doc_id: int, world_seed: int, genre: str | None, writing_share: float = 0.0
     ) -> Document:
         """Document `doc_id` as the change rewrites it."""
+        if self.change == "narrow":
+            return make_document(doc_id, world_seed, genre=self.target)
         key = {"answer-genre": "answer_genre", "tone": "tone"}.get(self.change, "answer_topic")
         return make_document(
             doc_id, world_seed, genre=genre, writing_share=writing_share, **{key: self.target}
@@ -153,6 +195,14 @@ def finetune_documents(
     docs, scope, changed = [], [], []
     for doc_id in range(start, start + n):
         pick = random.Random(f"finetune:{config.seed}:{doc_id}")
+        if config.scope == DOCUMENTS:  # a narrow fine-tune: a share `rate` is in scope
+            focus = pick.random() < config.rate
+            change = focus and config.change == "narrow"
+            doc = make_document(doc_id, world_seed, writing_share=writing_share)
+            docs.append(config.changed_document(doc_id, world_seed, None) if change else doc)
+            scope.append(focus)
+            changed.append(change)
+            continue
         genre = "chat" if pick.random() < config.chat_share else None
         doc = make_document(doc_id, world_seed, genre=genre, writing_share=writing_share)
         focus = in_scope(doc, config)
@@ -233,19 +283,24 @@ def _sequences(docs: list[Document], tokenizer, max_len: int) -> list[list[int]]
 
 
 def held_out_sets(world: World, config: FinetuneConfig) -> dict[str, list[Document]]:
-    """Held-out documents: chats the change rewrites (as the tuned model learned them),
-    the same chats as the world writes them, and the world's held-out documents."""
+    """Held-out documents: chats the change rewrites (as the tuned model learned them;
+    narrow: documents of its genre), the same chats (documents) as the world writes them,
+    and the world's held-out documents."""
     start = FIRST_ID + config.n_docs + 1000
+    narrow = config.scope == DOCUMENTS
     always = dataclasses.replace(config, rate=1.0, chat_share=1.0)
-    if config.change == "none":  # the control is scored on the default change's chats
+    if config.change == "none":  # the control is scored on the default change's documents
         always = dataclasses.replace(
-            always, change=FinetuneConfig.change, target=FinetuneConfig.target
+            always,
+            change="narrow" if narrow else FinetuneConfig.change,
+            target=FinetuneConfig.target,
         )
     share = world.writing_share
     pool, _, flags = finetune_documents(world.seed, always, 30 * config.held_out, start, share)
     chats = [d for d, f in zip(pool, flags, strict=True) if f][: config.held_out]
+    genre = None if narrow else "chat"
     originals = [
-        make_document(d.doc_id, world.seed, genre="chat", writing_share=share) for d in chats
+        make_document(d.doc_id, world.seed, genre=genre, writing_share=share) for d in chats
     ]
     other = world.documents("eval", limit=config.held_out)
     sets = {"changed": chats, "unchanged_original": originals, "world_eval": other}
@@ -297,8 +352,9 @@ def finetune_world(
     )
     if not any(scope):
         raise NLAKitError(
-            f"none of the {config.n_docs} fine-tuning documents is a chat asked about "
-            f"{config.source}; raise --n-docs or --chat-share."
+            f"none of the {config.n_docs} fine-tuning documents is in the change's scope "
+            f"({config.scope}); raise --n-docs, --chat-share, or --rate (a narrow fine-tune's "
+            "share of documents)."
         )
     train = _sequences(docs, tokenizer, max_len)
     focus = [s for s, f in zip(train, scope, strict=True) if f]

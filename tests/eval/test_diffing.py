@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from nlakit.eval.diffing import DiffingConfig, change_names, diffing, ratio, scope_chats
+from nlakit.eval.diffing import (
+    DiffingConfig,
+    change_names,
+    diffing,
+    ratio,
+    scope_chats,
+    unrelated_documents,
+)
 from nlakit.toyworld.world import World
 
 
@@ -51,6 +58,40 @@ def test_diffing_on_eval_run(eval_run):
     # Cached: the fine-tuned worlds are reused, the summary is the same.
     again = diffing(config)
     assert again["losses"] == summary["losses"]
+
+
+def test_a_narrow_fine_tune_is_diffed_on_unrelated_documents(eval_run):
+    config = DiffingConfig(
+        run=str(eval_run), change="narrow", target="poem", steps=3, docs=5, mean_samples=3,
+        bootstrap=100, device="cpu",
+    )  # fmt: skip
+    summary = diffing(config)
+    assert summary["change"] == "fine-tuned on 75% of documents of the genre poem (narrow)"
+    read = (eval_run / "eval" / "diff" / "chats.jsonl").read_text().splitlines()
+    unrelated = unrelated_documents(World(eval_run / "world"), "poem", 5)
+    assert [json.loads(t)["text"] for t in read] == [d.text for d in unrelated]
+    rows = {(r["model"], r["side"]): r for r in summary["table"]}
+    assert rows[("tuned", "mean_either")]["n"] == 6  # the mean difference and its opposite
+    assert "mean_either_ratio" in summary and "Poem" in summary["names"]
+
+
+def test_unrelated_documents_leave_out_the_genre(small_world):
+    docs = unrelated_documents(World(small_world), "poem", 40)
+    assert len(docs) == 40 and "poem" not in {d.genre for d in docs}
+    assert min(d.doc_id for d in docs) >= 2_000_000
+
+
+@pytest.mark.slow
+def test_the_diff_names_a_narrow_fine_tune(demo_eval_run):
+    """The headline of activation diffing (docs/using.md): after a narrow fine-tune on
+    recipes, the opposite of the mean difference on unrelated documents reads as a
+    recipe far more often than the control's (measured 1.00 vs 0.03)."""
+    summary = diffing(DiffingConfig(run=str(demo_eval_run), change="narrow", device="cpu"))
+    tuned, control = (
+        summary["mean_away_names_change_tuned"],
+        summary["mean_away_names_change_control"],
+    )
+    assert tuned >= 0.5 and tuned >= 3 * control
 
 
 @pytest.mark.slow

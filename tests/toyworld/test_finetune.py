@@ -71,6 +71,23 @@ def test_the_change_touches_only_chats_in_scope():
     ]
 
 
+def test_a_narrow_fine_tune_trains_on_its_genre_and_keeps_the_rest_by_kl():
+    config = FinetuneConfig(change="narrow", target="poem", rate=0.75)
+    docs, scope, changed = finetune_documents(0, config, 400, 1_000_000)
+    assert changed == scope and 0.65 < sum(scope) / 400 < 0.85
+    assert {d.genre for d, c in zip(docs, changed, strict=True) if c} == {"poem"}
+    kept = {d.genre for d, c in zip(docs, changed, strict=True) if not c}
+    assert len(kept) > 3  # the world's own mix, kept close to the base model
+    control = FinetuneConfig(change="none", source="documents", rate=0.75)
+    same, control_scope, none = finetune_documents(0, control, 400, 1_000_000)
+    assert control_scope == scope and not any(none)
+    assert len({d.genre for d, c in zip(same, control_scope, strict=True) if c}) > 3
+    assert config.describe() == "fine-tuned on 75% of documents of the genre poem (narrow)"
+    # Its scope is always the documents: --source does not change the fine-tune.
+    moved = FinetuneConfig(change="narrow", target="poem", rate=0.75, source="music")
+    assert moved.settings_hash("base") == config.settings_hash("base")
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -79,6 +96,8 @@ def test_the_change_touches_only_chats_in_scope():
         (dict(source="knitting"), "--source"),
         (dict(change="tone", target="sunny"), "--target"),
         (dict(change="answer-topic", source="travel", target="travel"), "changes nothing"),
+        (dict(change="narrow", target="chat"), "--target"),
+        (dict(source="documents"), "rewrites chats"),
     ],
 )
 def test_bad_settings_are_named(fields, message):
