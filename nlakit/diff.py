@@ -112,6 +112,20 @@ def mean_difference(base: torch.Tensor, tuned: torch.Tensor, norm: str) -> torch
     return difference_vectors(base, base + delta, "anchored").mean(dim=0, keepdim=True)
 
 
+def group_means(
+    base: list[torch.Tensor], tuned: list[torch.Tensor], groups: list, norm: str
+) -> torch.Tensor:
+    """`[2 * len(groups), d]`: for each group of documents (indices into `base` and
+    `tuned`, each `[positions, d]`), the mean difference over all their positions, then
+    its opposite, each normalised as `mean_difference`."""
+    rows = []
+    for group in groups:
+        b = torch.cat([base[i] for i in group])
+        t = torch.cat([tuned[i] for i in group])
+        rows += [mean_difference(b, t, norm), mean_difference(t, b, norm)]
+    return torch.cat(rows)
+
+
 def terms(text: str) -> set[str]:
     """The words (stop words left out) and two-word phrases of `text`, lower-cased."""
     words = _WORD.findall(text.lower())

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlakit.diff import difference_vectors, naming_rate, term_table, terms
+from nlakit.diff import (
+    difference_vectors,
+    group_means,
+    mean_difference,
+    naming_rate,
+    term_table,
+    terms,
+)
 
 
 def test_raw_difference_is_tuned_minus_base():
@@ -36,6 +43,18 @@ def test_anchored_difference_of_identical_models_is_the_mean():
 def test_unknown_norm():
     with pytest.raises(ValueError, match="norm"):
         difference_vectors(torch.zeros(1, 2), torch.zeros(1, 2), "cosine")
+
+
+def test_group_means_are_each_groups_mean_difference_and_its_opposite():
+    torch.manual_seed(0)
+    base = [torch.randn(3, 4), torch.randn(2, 4), torch.randn(5, 4)]
+    tuned = [b + 1.0 for b in base]
+    out = group_means(base, tuned, [[0, 2], [1]], "raw")
+    assert out.shape == (4, 4)
+    assert torch.allclose(out[0], torch.ones(4)) and torch.allclose(out[1], -torch.ones(4))
+    anchored = group_means(base, tuned, [[0, 1, 2]], "anchored")
+    expected = mean_difference(torch.cat(base), torch.cat(tuned), "anchored")
+    assert torch.allclose(anchored[:1], expected)
 
 
 def test_terms_are_words_and_two_word_phrases():
