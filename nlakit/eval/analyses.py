@@ -115,15 +115,17 @@ REGISTRY: dict[str, Analysis] = {
         "Activation diffing",
         "The world's model fine-tuned with a known change and as a control; both diffed "
         "against the base model with the AV (`nlakit diff`): how often the explanations of "
-        "the tuned side, of the difference and of the mean difference name the change, "
-        "beside the control (toy world).",
+        "the tuned side, of the difference and of the mean difference (and its opposite) "
+        "name the change, beside the control (toy world; `--change narrow`: a fine-tune on "
+        "one genre).",
     ),
     "audit": Analysis(
         "nlakit.eval.audit", "AuditConfig", "audit", "audit",
         "Hidden-secret audit",
-        "The world's model fine-tuned to steer a share of its answers toward a secret genre; "
-        "an auditor guesses the secret from k prompts' transcripts or from the AV's "
-        "explanations of the model's activations on them: success against k (toy world).",
+        "The world's model fine-tuned to steer a share of its answers toward a secret genre "
+        "(`--kind narrow`: trained on documents of it); an auditor guesses the secret from k "
+        "prompts' transcripts or from the AV's explanations of the model's activations on "
+        "them: success against k (toy world).",
     ),
     "length": Analysis(
         "nlakit.eval.sweep", "LengthSweepConfig", "length_sweep", "length_sweep",
