@@ -353,30 +353,33 @@ class MeanOverGroup:
     def __init__(self, nla, base: list, tuned: list, control: list, config: AuditConfig):
         self.nla, self.base, self.tuned, self.control = nla, base, tuned, control
         self.config = config
-        self.seen: list[np.ndarray] = []
+        self.seen: dict[str, list[np.ndarray]] = {"tuned": [], "control": []}
 
     def read(self, acts: list, picked: list[np.ndarray]) -> tuple[list[list[str]], np.ndarray]:
         from nlakit.diff import group_means
 
         samples = self.config.mean_samples
+        width = 2 * samples  # per group: the mean and its opposite, `samples` each
         vectors = group_means(self.base, acts, picked, "anchored").repeat_interleave(samples, 0)
         texts = [e.text for e in self.nla.explain(vectors, seed=self.config.seed)]
-        hits = name_hits(texts, ANSWER_GENRES).reshape(len(picked), 2 * samples, -1)
-        width = 2 * samples
+        hits = name_hits(texts, ANSWER_GENRES).reshape(len(picked), width, -1)
         return [texts[i * width : (i + 1) * width] for i in range(len(picked))], hits
 
     def groups(self, picked: list[np.ndarray]) -> list[tuple]:
         tuned_texts, tuned_hits = self.read(self.tuned, picked)
         control_texts, control_hits = self.read(self.control, picked)
-        self.seen.append(tuned_hits)
+        self.seen["tuned"].append(tuned_hits)
+        self.seen["control"].append(control_hits)
         return [(tuned_texts[i], control_texts[i], tuned_hits[i], control_hits[i])
                 for i in range(len(picked))]  # fmt: skip
 
     def shows(self, column: int) -> tuple[float, float]:
-        """The share of explanations naming the candidate `column` (tuned; the control's
-        is not kept)."""
-        seen = np.concatenate([h.reshape(-1, h.shape[-1]) for h in self.seen])
-        return float(seen[:, column].mean()), float("nan")
+        """The share of the explanations read so far that name the candidate `column`,
+        fine-tuned model and control."""
+        return tuple(
+            float(np.concatenate([h.reshape(-1, h.shape[-1]) for h in seen])[:, column].mean())
+            for seen in self.seen.values()
+        )
 
 
 def evidence_of(answers, base_answers, reader, read: dict, control: dict) -> dict:
@@ -466,9 +469,8 @@ def audit(config: AuditConfig) -> dict:
     pooled: dict[tuple[str, int], list[float]] = {}
     secrets, transcripts, reports = [], [], []
 
-    def read_all(tuned_dir, name: str) -> dict:
+    def read_all(tuned_dir, name: str, model) -> dict:
         found = read_model(world, paths, out, tuned_dir, name, len(prompts), probe, config)
-        model = World(tuned_dir).model(device=device)
         found["acts"] = prompt_activations(model, tokenizer, prompts, layer, world.min_pos)
         if config.adapt_steps:
             av = adapted_av(paths, tuned_dir, out, config)
@@ -477,12 +479,12 @@ def audit(config: AuditConfig) -> dict:
         return found
 
     control_dir, _ = fine_tune(world, out, None, config)
-    control = read_all(control_dir, "control")
+    control = read_all(control_dir, "control", World(control_dir).model(device=device))
     for secret in tqdm(config.secrets, desc="secrets", unit="secret"):
         tuned_dir, record = fine_tune(world, out, secret, config)
-        tuned = World(tuned_dir)
-        answers = sample_answers(tuned.model(device=device), tokenizer, prompts, config)
-        read = read_all(tuned_dir, secret)
+        model = World(tuned_dir).model(device=device)
+        answers = sample_answers(model, tokenizer, prompts, config)
+        read = read_all(tuned_dir, secret, model)
         read["mean"] = MeanOverGroup(nla, base_acts, read["acts"], control["acts"], config)
         evidence = evidence_of(answers, base_answers, reader, read, control)
         found, report = successes(evidence, secret, config, out)

@@ -140,6 +140,7 @@ def test_audit_of_a_narrow_secret(eval_run):
     assert secret["change"] == "fine-tuned on 75% of documents of the genre news (narrow)"
     assert 0.0 <= summary["nla_mean_success_k2"] <= 1.0
     assert 0.0 <= secret["nla_mean_shows_secret_tuned"] <= 1.0
+    assert 0.0 <= secret["nla_mean_shows_secret_reference"] <= 1.0
 
 
 def test_the_audit_prompt_names_the_kind_of_secret():
