@@ -89,33 +89,35 @@ def change_names(change: str, target: str) -> list[str]:
     return [*TOPICS["chat"][target], *entities("chat", target)]
 
 
-def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
-    """`n` fresh chats of the world (never in its corpus) asked about `source` (`any`:
-    any question, not a request for a piece of writing)."""
-    from nlakit.toyworld.corpus import make_document
-    from nlakit.toyworld.labels import QUESTION_TOPICS
-
-    chats, doc_id = [], start
-    while len(chats) < n:
-        doc = make_document(doc_id, world.seed, genre="chat", writing_share=world.writing_share)
-        if doc.topic == source or (source == "any" and doc.topic in QUESTION_TOPICS):
-            chats.append(doc)
-        doc_id += 1
-    return chats
-
-
-def unrelated_documents(world, genre: str, n: int, start: int = 2_000_000) -> list:
-    """`n` fresh documents of the world (never in its corpus) of any genre but `genre`:
-    the unrelated text a narrow fine-tune on `genre` is diffed on."""
+def fresh_documents(world, n: int, keep, start: int = 2_000_000, genre: str | None = None):
+    """The first `n` fresh documents of the world (ids from `start`, never in its corpus;
+    drawn as `genre`, default any) for which `keep(doc)` holds."""
     from nlakit.toyworld.corpus import make_document
 
     docs, doc_id = [], start
     while len(docs) < n:
-        doc = make_document(doc_id, world.seed, writing_share=world.writing_share)
-        if doc.genre != genre:
+        doc = make_document(doc_id, world.seed, genre=genre, writing_share=world.writing_share)
+        if keep(doc):
             docs.append(doc)
         doc_id += 1
     return docs
+
+
+def scope_chats(world, source: str, n: int, start: int = 2_000_000) -> list:
+    """`n` fresh chats of the world asked about `source` (`any`: any question, not a
+    request for a piece of writing)."""
+    from nlakit.toyworld.labels import QUESTION_TOPICS
+
+    def asked(doc) -> bool:
+        return doc.topic == source or (source == "any" and doc.topic in QUESTION_TOPICS)
+
+    return fresh_documents(world, n, asked, start, genre="chat")
+
+
+def unrelated_documents(world, genre: str, n: int, start: int = 2_000_000) -> list:
+    """`n` fresh documents of the world of any genre but `genre`: the unrelated text a
+    narrow fine-tune on `genre` is diffed on."""
+    return fresh_documents(world, n, lambda doc: doc.genre != genre, start)
 
 
 def probe_readings(probe, vectors: dict, config: DiffingConfig) -> dict[str, list[str]]:
